@@ -1,0 +1,14 @@
+//! zplan: a latent-space planning engine for robots.
+//!
+//! This root crate is the closed-loop runner behind the `zplan` CLI: scenario suites, reports,
+//! sharding and merging. The building blocks live in `zplan-sim` (Rapier scenarios),
+//! `zplan-models` (world models on libtorch) and `zplan-planner` (CEM-family planners, MPC).
+pub mod info;
+pub mod plots;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod seeds;
+pub mod shard;
+pub mod stats;
+pub mod suite;

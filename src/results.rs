@@ -1,0 +1,209 @@
+//! Per-episode records (`results.jsonl`) and reading them back after a crash.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// One closed-loop episode, as one line of `results.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeRecord {
+    /// Suite entry name.
+    pub entry: String,
+    /// Position of the entry in the suite (for stable ordering).
+    pub entry_index: usize,
+    /// Scenario name (file stem or inline kind).
+    pub scenario: String,
+    /// World model identity.
+    pub model: String,
+    /// Planner name.
+    pub planner: String,
+    /// Episode index within the entry.
+    pub episode: u64,
+    /// Evaluation seed the scenario was reset with.
+    pub seed: u64,
+    /// Whether the final state satisfies the scenario's success predicate.
+    pub success: bool,
+    /// Control steps executed.
+    pub steps: u32,
+    /// Task-space distance to the goal at the end.
+    pub final_distance: f64,
+    /// First control step at which the success predicate held (reported, never used to stop).
+    pub first_success_step: Option<u32>,
+    /// Median plan latency in milliseconds.
+    pub plan_ms_p50: f64,
+    /// 99th-percentile plan latency in milliseconds.
+    pub plan_ms_p99: f64,
+    /// Every plan's latency in milliseconds (for suite-wide percentiles and histograms).
+    pub plan_ms: Vec<f64>,
+    /// Plans whose deadline stopped refinement early.
+    pub deadline_hits: u32,
+    /// Candidate rollouts evaluated by the planner in this episode.
+    pub rollouts: u64,
+    /// Distance to goal after each control step (index 0 = after reset).
+    pub distance_trace: Vec<f64>,
+    /// Action entries clipped to the bounds.
+    pub clipped: u64,
+    /// Wall-clock seconds of the whole episode.
+    pub wall_s: f64,
+    /// `None` unless the episode failed; then the error or panic message.
+    pub error: Option<String>,
+}
+
+impl EpisodeRecord {
+    /// Key that identifies an episode across shards and resumes.
+    pub fn key(&self) -> (usize, u64) {
+        (self.entry_index, self.episode)
+    }
+}
+
+/// Appends records to a JSONL file, one flushed line per episode, so a kill loses at most the
+/// episode in progress.
+pub struct ResultsWriter {
+    file: std::fs::File,
+}
+
+impl ResultsWriter {
+    /// Opens `path` for appending (creating it). A torn last line left by a kill is cut off
+    /// first so the file stays valid JSONL.
+    pub fn append(path: &Path) -> std::io::Result<Self> {
+        repair_torn_tail(path)?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(ResultsWriter { file })
+    }
+
+    /// Writes one record as one line and flushes it to the OS, then syncs data to disk.
+    pub fn write(&mut self, rec: &EpisodeRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()?;
+        self.file.sync_data()
+    }
+}
+
+fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)
+}
+
+/// Problems reading a results file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A complete line is not a valid record.
+    #[error("{path}:{line}: not a valid episode record: {source}")]
+    Parse {
+        /// File.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// Cause.
+        source: serde_json::Error,
+    },
+}
+
+/// Reads every complete record of a `results.jsonl`. A torn final line (no trailing newline,
+/// left by a kill mid-write) is ignored; a corrupt complete line is an error naming the line.
+pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
+    let p = path.display().to_string();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ResultsError::Io { path: p, source }),
+    };
+    let mut out = Vec::new();
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = String::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_line(&mut buf)
+            .map_err(|source| ResultsError::Io { path: p.clone(), source })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if !buf.ends_with('\n') {
+            break; // torn tail
+        }
+        if buf.trim().is_empty() {
+            continue;
+        }
+        let rec = serde_json::from_str(buf.trim_end())
+            .map_err(|source| ResultsError::Parse { path: p.clone(), line: line_no, source })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) fn sample_record(entry_index: usize, episode: u64, success: bool) -> EpisodeRecord {
+    EpisodeRecord {
+        entry: format!("e{entry_index}"),
+        entry_index,
+        scenario: "s".into(),
+        model: "m".into(),
+        planner: "p".into(),
+        episode,
+        seed: 1,
+        success,
+        steps: 10,
+        final_distance: 0.5,
+        first_success_step: None,
+        plan_ms_p50: 1.0,
+        plan_ms_p99: 2.0,
+        plan_ms: vec![1.0, 2.0],
+        deadline_hits: 0,
+        rollouts: 100,
+        distance_trace: vec![1.0, 0.5],
+        clipped: 0,
+        wall_s: 0.1,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_tail_is_ignored_and_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let mut w = ResultsWriter::append(&path).unwrap();
+        w.write(&sample_record(0, 0, true)).unwrap();
+        w.write(&sample_record(0, 1, false)).unwrap();
+        drop(w);
+        // Simulate a kill in the middle of writing a third line.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"entry\":\"e0\",\"entry_in").unwrap();
+        drop(f);
+        assert_eq!(read_results(&path).unwrap().len(), 2);
+        let mut w = ResultsWriter::append(&path).unwrap();
+        w.write(&sample_record(0, 2, true)).unwrap();
+        let recs = read_results(&path).unwrap();
+        assert_eq!(recs.iter().map(|r| r.episode).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn corrupt_line_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        std::fs::write(&path, "{\"nope\":1}\n").unwrap();
+        let e = read_results(&path).unwrap_err().to_string();
+        assert!(e.contains("results.jsonl:1"), "{e}");
+    }
+}

@@ -1,0 +1,249 @@
+//! Suite files: which scenario × world model × planner pairs to run, how many episodes, which seed.
+//!
+//! ```ron
+//! Suite(
+//!     name: "demo",
+//!     seed: 7,
+//!     entries: [
+//!         (
+//!             name: "reach/sim/cem",
+//!             scenario: File("reach.ron"),          // relative to the suite file
+//!             model: Sim,                            // or TorchScript("m.pt"), Jepa("m.safetensors")
+//!             planner: Cem(samples: 200, elites: 20, iterations: 4, horizon: 8),
+//!             energy: (metric: L2, reduction: Sum),
+//!             mpc: (replan_every: 1),
+//!             episodes: 10,
+//!         ),
+//!     ],
+//! )
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use zplan_models::ModelSpec;
+use zplan_planner::{EnergyConfig, PlannerConfig};
+use zplan_sim::ScenarioConfig;
+
+/// Where an entry's scenario comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScenarioRef {
+    /// A scenario RON file, relative to the suite file.
+    File(String),
+    /// A scenario written inline.
+    Inline(ScenarioConfig),
+}
+
+/// Receding-horizon settings of an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MpcConfig {
+    /// Actions executed from each plan before replanning (k).
+    pub replan_every: u32,
+    /// Per-plan wall-clock deadline in milliseconds (anytime planning); `None` = iterations only.
+    pub deadline_ms: Option<f64>,
+    /// Episode step limit; `None` = the scenario's own limit.
+    pub max_steps: Option<u32>,
+}
+
+impl Default for MpcConfig {
+    fn default() -> Self {
+        MpcConfig { replan_every: 1, deadline_ms: None, max_steps: None }
+    }
+}
+
+/// One suite entry: a scenario, a world model, a planner with its energy, and episodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Unique name, used in reports and in seeds.
+    pub name: String,
+    /// The scenario.
+    pub scenario: ScenarioRef,
+    /// The world model.
+    pub model: ModelSpec,
+    /// The planner configuration.
+    pub planner: PlannerConfig,
+    /// The energy the planner minimises.
+    #[serde(default)]
+    pub energy: EnergyConfig,
+    /// Receding-horizon settings.
+    #[serde(default)]
+    pub mpc: MpcConfig,
+    /// Episodes to run; defaults to the suite's `episodes`.
+    #[serde(default)]
+    pub episodes: Option<u64>,
+}
+
+/// A suite file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Suite name.
+    pub name: String,
+    /// Suite seed; each episode's evaluation seed derives from (seed, entry name, episode).
+    #[serde(default)]
+    pub seed: u64,
+    /// Default episodes per entry.
+    #[serde(default = "default_episodes")]
+    pub episodes: u64,
+    /// Entries, run in order.
+    pub entries: Vec<Entry>,
+}
+
+fn default_episodes() -> u64 {
+    10
+}
+
+/// A suite problem, always naming the file (and line/column or entry) it comes from.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// Reading failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// RON syntax or type error.
+    #[error("{path}:{line}:{col}: {msg}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Line (1-based).
+        line: usize,
+        /// Column (1-based).
+        col: usize,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A semantic problem in an entry.
+    #[error("{path}: entry `{entry}`: {msg}")]
+    Entry {
+        /// File.
+        path: String,
+        /// Entry name.
+        entry: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A suite-level problem.
+    #[error("{path}: {msg}")]
+    Invalid {
+        /// File.
+        path: String,
+        /// What went wrong.
+        msg: String,
+    },
+}
+
+/// A suite with every entry's scenario loaded and paths resolved against the suite's folder.
+#[derive(Debug, Clone)]
+pub struct LoadedSuite {
+    /// The suite file.
+    pub path: PathBuf,
+    /// Its exact text (hashed into run manifests).
+    pub text: String,
+    /// The parsed suite.
+    pub suite: Suite,
+    /// Per entry: the scenario and a display name for it.
+    pub scenarios: Vec<(String, ScenarioConfig)>,
+    /// Per entry: the model spec with paths made absolute.
+    pub models: Vec<ModelSpec>,
+}
+
+impl LoadedSuite {
+    /// Reads, parses and validates a suite file and the scenario files it references.
+    /// Models are not loaded here (see [`crate::runner::check_models`]).
+    pub fn load(path: &Path) -> Result<Self, SuiteError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SuiteError::Io { path: p.clone(), source })?;
+        let suite: Suite = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(&text)
+            .map_err(|e| SuiteError::Parse {
+                path: p.clone(),
+                line: e.span.start.line,
+                col: e.span.start.col,
+                msg: e.code.to_string(),
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if suite.entries.is_empty() {
+            return Err(SuiteError::Invalid { path: p, msg: "`entries` is empty".into() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut scenarios = Vec::new();
+        let mut models = Vec::new();
+        for e in &suite.entries {
+            let bad = |msg: String| SuiteError::Entry { path: p.clone(), entry: e.name.clone(), msg };
+            if e.name.trim().is_empty() {
+                return Err(SuiteError::Invalid { path: p.clone(), msg: "an entry has an empty `name`".into() });
+            }
+            if !seen.insert(e.name.clone()) {
+                return Err(bad("duplicate entry name".into()));
+            }
+            if e.episodes.unwrap_or(suite.episodes) == 0 {
+                return Err(bad("`episodes` must be at least 1".into()));
+            }
+            if e.mpc.replan_every == 0 {
+                return Err(bad("`mpc.replan_every` must be at least 1".into()));
+            }
+            if let Some(d) = e.mpc.deadline_ms {
+                if !(d > 0.0 && d.is_finite()) {
+                    return Err(bad(format!("`mpc.deadline_ms` must be a positive number, got {d}")));
+                }
+            }
+            let (name, sc) = match &e.scenario {
+                ScenarioRef::File(f) => {
+                    let fp = base.join(f);
+                    let sc = ScenarioConfig::load(&fp).map_err(|err| bad(format!("scenario: {err}")))?;
+                    let stem = fp.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    (stem, sc)
+                }
+                ScenarioRef::Inline(sc) => {
+                    sc.validate().map_err(|err| bad(format!("inline scenario: {err}")))?;
+                    (sc.kind().to_string(), sc.clone())
+                }
+            };
+            if e.planner.horizon() == 0 {
+                return Err(bad("planner horizon must be at least 1".into()));
+            }
+            e.planner.validate().map_err(|err| bad(format!("planner: {err}")))?;
+            e.energy.validate().map_err(|err| bad(format!("energy: {err}")))?;
+            scenarios.push((name, sc));
+            models.push(resolve_model(&e.model, base));
+        }
+        Ok(LoadedSuite { path: path.to_path_buf(), text, suite, scenarios, models })
+    }
+
+    /// Episodes of entry `i`.
+    pub fn episodes(&self, i: usize) -> u64 {
+        self.suite.entries[i].episodes.unwrap_or(self.suite.episodes)
+    }
+
+    /// All (entry index, episode) pairs in canonical order; position = global episode index.
+    pub fn all_episodes(&self) -> Vec<(usize, u64)> {
+        (0..self.suite.entries.len())
+            .flat_map(|i| (0..self.episodes(i)).map(move |e| (i, e)))
+            .collect()
+    }
+
+    /// A short stable hash of the suite text (FNV-1a), recorded in run manifests.
+    pub fn text_hash(&self) -> String {
+        let h = self
+            .text
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+        format!("{h:016x}")
+    }
+}
+
+fn resolve_model(m: &ModelSpec, base: &Path) -> ModelSpec {
+    let abs = |s: &String| base.join(s).to_string_lossy().into_owned();
+    match m {
+        ModelSpec::TorchScript(p) => ModelSpec::TorchScript(abs(p)),
+        ModelSpec::Jepa(p) => ModelSpec::Jepa(abs(p)),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole zplan test suite, exactly what CI runs (.ci/run calls this script).
+# Idempotent: sets up libtorch once (scripts/setup.sh), then formatting, lints and all tests.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+step() { echo "==> $*" >&2; }
+
+step "setup (libtorch 2.11.0 from PyPI, cached per user)"
+./scripts/setup.sh >/dev/null
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace (unit, integration, doc tests)"
+cargo test --workspace
+
+step "all checks passed"
