@@ -12,3 +12,5 @@ pub mod seeds;
 pub mod shard;
 pub mod stats;
 pub mod suite;
+pub mod collect;
+pub mod train;

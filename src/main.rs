@@ -45,6 +45,115 @@ enum Command {
     /// Inspect world models.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Collect exploration data (colored-noise random actions) from a scenario for training.
+    Collect(CollectArgs),
+    /// Train a JEPA world model on collected data.
+    Train(TrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct CollectArgs {
+    /// Scenario file.
+    scenario: PathBuf,
+    /// Episodes to collect.
+    #[arg(long)]
+    episodes: u64,
+    /// Output directory (data.safetensors + meta.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Control steps per episode (default: the scenario's step limit).
+    #[arg(long)]
+    steps: Option<u32>,
+    /// Base seed (episode seeds are drawn from the collection range).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Colored-noise exponent (0 white, 1 pink, 2 brown).
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
+    /// Noise scale as a fraction of the action half-range.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f32,
+    /// Control steps each sampled action is held.
+    #[arg(long, default_value_t = 1)]
+    action_repeat: u32,
+    /// Worker threads (default: CPU cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Dataset directory written by `zplan collect`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output model path (`NAME.safetensors`; the sidecar `NAME.json` is written beside it).
+    #[arg(long)]
+    out: PathBuf,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// torch intra-op threads (default: CPU cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Latent size.
+    #[arg(long)]
+    latent_dim: Option<i64>,
+    /// Hidden width of encoder and predictor.
+    #[arg(long)]
+    hidden: Option<i64>,
+    /// Hidden layers of encoder and predictor.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Prediction steps per training window.
+    #[arg(long)]
+    rollout_steps: Option<usize>,
+    /// Windows per batch.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Optimiser steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// AdamW learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// EMA decay of the target encoder.
+    #[arg(long)]
+    ema: Option<f64>,
+    /// VICReg variance weight.
+    #[arg(long)]
+    var_weight: Option<f64>,
+    /// VICReg covariance weight.
+    #[arg(long)]
+    cov_weight: Option<f64>,
+    /// Inverse-dynamics weight (0 disables the head).
+    #[arg(long)]
+    inverse_weight: Option<f64>,
+    /// Validation fraction of episodes.
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Validate and checkpoint every N steps.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Wall-clock limit in minutes (the best checkpoint is kept).
+    #[arg(long)]
+    time_limit_min: Option<f64>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> zplan::train::TrainConfig {
+        let mut c = zplan::train::TrainConfig::default();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
+        }
+        set!(latent_dim, hidden, layers, rollout_steps, batch, steps, lr, weight_decay, ema, var_weight, cov_weight, inverse_weight, val_fraction, seed, eval_every, time_limit_min);
+        c
+    }
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +326,51 @@ fn main() -> Result<()> {
             }
         }
         Command::Validate { file, device } => cmd_validate(&file, device)?,
+        Command::Collect(a) => {
+            let sc = zplan_sim::ScenarioConfig::load(&a.scenario)?;
+            let cfg = zplan::collect::CollectConfig {
+                episodes: a.episodes,
+                steps: a.steps.unwrap_or(sc.spec().max_steps),
+                seed: a.seed,
+                beta: a.beta,
+                scale: a.scale,
+                action_repeat: a.action_repeat,
+                workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            };
+            eprintln!("zplan collect: {} episodes x {} steps of {} -> {}", cfg.episodes, cfg.steps, a.scenario.display(), a.out.display());
+            let meta = zplan::collect::collect(&sc, &cfg, &a.out, true)?;
+            println!(
+                "wrote {} episodes x {} steps ({} obs fields, {} actions) to {}",
+                meta.episodes,
+                meta.steps,
+                meta.obs_names.len(),
+                meta.action_low.len(),
+                a.out.display()
+            );
+        }
+        Command::Train(a) => {
+            let cfg = a.config();
+            if let Some(t) = a.threads {
+                tch::set_num_threads(t);
+            }
+            let device = a.device.resolve()?;
+            let data = zplan::train::load_dataset(&a.data)?;
+            eprintln!(
+                "zplan train: {} episodes of {} on {} -> {}",
+                data.meta.episodes,
+                data.meta.scenario.kind(),
+                zplan_models::device_name(device),
+                a.out.display()
+            );
+            let r = zplan::train::train(&data, &cfg, &a.out, device, true)?;
+            println!("trained {} steps in {:.0} s", r.steps, r.seconds);
+            println!("validation prediction loss: {:.5} at start, best {:.5} at step {}", r.initial_val_loss, r.best_val_loss, r.best_step);
+            println!(
+                "latent health: per-dim std min {:.3} mean {:.3}, collapsed dims {}, linear probe R² {:.3}",
+                r.health.min_std, r.health.mean_std, r.health.collapsed_dims, r.health.probe_r2
+            );
+            println!("saved {} (+ sidecar .json, loss curve .loss.png, report .train.json)", a.out.display());
+        }
         Command::Run(args) => cmd_run(args)?,
         Command::Merge { dirs, out } => {
             let out = out.unwrap_or_else(|| runner::default_out_dir("merged"));
@@ -225,35 +379,18 @@ fn main() -> Result<()> {
             println!("{} episodes merged into {}", outcome.records.len(), out.display());
         }
         Command::Model(ModelCmd::Inspect { model, scenario, obs_shape, action_dim, device, batch, horizon }) => {
-            let (spec_model, scenario_cfg, obs_shape, action_dim) = resolve_model_args(&model, scenario.as_deref(), obs_shape, action_dim)?;
-            let m = zplan_models::load_any(&spec_model, scenario_cfg.as_ref(), &obs_shape, action_dim, device)?;
+            let spec: zplan_models::ModelSpec = model.parse()?;
+            let m = match (scenario, obs_shape, action_dim) {
+                (Some(p), _, _) => {
+                    let sc = zplan_sim::ScenarioConfig::load(&p)?;
+                    zplan_models::load_model(&spec, &sc, device)?
+                }
+                (None, Some(o), Some(a)) => zplan_models::load_model_for(&spec, &o, a, device)?,
+                _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
+            };
             let r = zplan_models::inspect(m.as_ref(), batch, horizon)?;
-            println!("model        {}", m.name());
-            println!("device       {:?}", m.device());
-            println!("obs shape    {:?}", m.obs_shape());
-            println!("action dim   {}", m.action_dim());
-            println!("latent shape {:?}", m.latent_shape());
-            println!("encode       {:.3} ms for batch {}", r.encode_ms, batch);
-            println!("rollout      {:.3} ms for batch {} x horizon {} ({:.0} latent steps/s)", r.rollout_ms, batch, horizon, (batch * horizon) as f64 / (r.rollout_ms / 1000.0));
+            println!("{r}");
         }
     }
     Ok(())
-}
-
-fn resolve_model_args(
-    model: &str,
-    scenario: Option<&Path>,
-    obs_shape: Option<Vec<i64>>,
-    action_dim: Option<i64>,
-) -> Result<(zplan_models::ModelSpec, Option<zplan_sim::ScenarioConfig>, Vec<i64>, i64)> {
-    let spec = zplan_models::ModelSpec::from_path_str(model);
-    match (scenario, obs_shape, action_dim) {
-        (Some(p), _, _) => {
-            let sc = zplan_sim::ScenarioConfig::load(p)?;
-            let s = sc.spec();
-            Ok((spec, Some(sc), vec![s.obs_dim() as i64], s.action_dim() as i64))
-        }
-        (None, Some(o), Some(a)) => Ok((spec, None, o, a)),
-        _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
-    }
 }

@@ -40,38 +40,32 @@ where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE)?;
-    let n = rows.len().max(1);
+    let n = rows.len().max(1) as i32;
     let mut chart = ChartBuilder::on(&area)
         .caption("success rate per entry (95% Wilson interval)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(60)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..n as f64, 0f64..1.0)?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..1.0)?;
     let names: Vec<String> = rows.iter().map(|r| r.entry.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 1e-6 || x.fract() == 0.0 {
-                names.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
+        .x_labels(n as usize)
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
         })
         .y_desc("success rate")
         .draw()?;
     for (i, r) in rows.iter().enumerate() {
-        let x0 = i as f64 + 0.15;
-        let x1 = i as f64 + 0.85;
+        let i = i as i32;
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(x0, 0.0), (x1, r.success_rate)],
-            palette(i).filled(),
+            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.success_rate)],
+            palette(i as usize).filled(),
         )))?;
-        let xm = i as f64 + 0.5;
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(xm, r.success_ci_low), (xm, r.success_ci_high)],
+            vec![(SegmentValue::CenterOf(i), r.success_ci_low), (SegmentValue::CenterOf(i), r.success_ci_high)],
             BLACK.stroke_width(2),
         )))?;
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use zplan_models::{DeviceChoice, WorldModel};
-use zplan_planner::{ActionBounds, Budget, Plan};
+use zplan_planner::{ActionBounds, Mpc};
 use zplan_sim::{Env, Image};
 
 /// What `zplan run` was asked to do; stored as `run.json` so `--resume` repeats it exactly.
@@ -72,10 +72,6 @@ pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc
         .collect()
 }
 
-fn tensor_row(v: &[f32], device: tch::Device) -> Result<tch::Tensor> {
-    Ok(tch::Tensor::from_slice(v).f_unsqueeze(0)?.f_to_device(device)?)
-}
-
 /// Compose frames left to right into one image.
 fn filmstrip(frames: &[Image]) -> Option<Image> {
     let first = frames.first()?;
@@ -109,13 +105,12 @@ fn run_episode(ctx: &EntryCtx, episode: u64, seed: u64, frames_out: Option<&mut 
     let mut env: Box<dyn Env> = ctx.scenario.build()?;
     env.reset(seed)?;
     let spec = env.spec().clone();
-    let bounds = ActionBounds { low: spec.action_low.clone(), high: spec.action_high.clone() };
-    let mut planner = ctx.entry.planner.build(bounds, ctx.entry.energy.clone(), seed)?;
-    let device = ctx.model.device();
-    let z_goal = ctx.model.encode(&tensor_row(&env.goal_observation(), device)?)?;
-    let max_steps = ctx.entry.mpc.max_steps.unwrap_or(spec.max_steps);
-    let k = ctx.entry.mpc.replan_every as usize;
-    let mut warm: Option<Plan> = None;
+    let bounds = ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())?;
+    let planner = ctx.entry.planner.build(bounds, ctx.entry.energy.clone(), seed)?;
+    let planner_name = planner.name().to_string();
+    let mut mpc = Mpc::new(ctx.model.clone(), planner, ctx.entry.mpc.clone())?;
+    mpc.reset_episode(&env.goal_observation(), seed)?;
+    let max_steps = ctx.entry.max_steps.unwrap_or(spec.max_steps);
     let mut plan_ms = Vec::new();
     let mut rollouts = 0u64;
     let mut deadline_hits = 0u32;
@@ -126,24 +121,16 @@ fn run_episode(ctx: &EntryCtx, episode: u64, seed: u64, frames_out: Option<&mut 
     if let Some(f) = frames.as_deref_mut() {
         f.push(env.render(160, 160));
     }
-    let a_dim = spec.action_dim();
     while env.steps() < max_steps {
-        let z0 = ctx.model.encode(&tensor_row(&env.observe(), device)?)?;
-        let t0 = Instant::now();
-        let budget = Budget {
-            iterations: None,
-            deadline: ctx.entry.mpc.deadline_ms.map(|ms| t0 + std::time::Duration::from_secs_f64(ms / 1000.0)),
-        };
-        let out = planner.plan(ctx.model.as_ref(), &z0, &z_goal, warm.as_ref(), &budget)?;
-        plan_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        rollouts += out.rollouts;
-        deadline_hits += out.hit_deadline as u32;
-        let exec = k.min(out.plan.horizon);
-        for t in 0..exec {
+        let step = mpc.next_actions(&env.observe())?;
+        plan_ms.push(step.plan_time.as_secs_f64() * 1000.0);
+        rollouts += step.output.rollouts;
+        deadline_hits += step.output.hit_deadline as u32;
+        for a in &step.actions {
             if env.steps() >= max_steps {
                 break;
             }
-            env.step(&out.plan.actions[t * a_dim..(t + 1) * a_dim])?;
+            env.step(a)?;
             distance_trace.push(env.distance_to_goal() as f64);
             if first_success.is_none() && env.success() {
                 first_success = Some(env.steps());
@@ -154,7 +141,6 @@ fn run_episode(ctx: &EntryCtx, episode: u64, seed: u64, frames_out: Option<&mut 
                 }
             }
         }
-        warm = Some(out.plan.shifted(exec));
     }
     let p50 = crate::stats::percentile(&plan_ms, 50.0).unwrap_or(0.0);
     let p99 = crate::stats::percentile(&plan_ms, 99.0).unwrap_or(0.0);
@@ -163,7 +149,7 @@ fn run_episode(ctx: &EntryCtx, episode: u64, seed: u64, frames_out: Option<&mut 
         entry_index: ctx.index,
         scenario: ctx.scenario_name.clone(),
         model: ctx.model.name().to_string(),
-        planner: planner.name().to_string(),
+        planner: planner_name,
         episode,
         seed,
         success: env.success(),

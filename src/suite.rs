@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use zplan_models::ModelSpec;
-use zplan_planner::{EnergyConfig, PlannerConfig};
+use zplan_planner::{EnergyConfig, MpcConfig, PlannerConfig};
 use zplan_sim::ScenarioConfig;
 
 /// Where an entry's scenario comes from.
@@ -31,24 +31,6 @@ pub enum ScenarioRef {
     File(String),
     /// A scenario written inline.
     Inline(ScenarioConfig),
-}
-
-/// Receding-horizon settings of an entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MpcConfig {
-    /// Actions executed from each plan before replanning (k).
-    pub replan_every: u32,
-    /// Per-plan wall-clock deadline in milliseconds (anytime planning); `None` = iterations only.
-    pub deadline_ms: Option<f64>,
-    /// Episode step limit; `None` = the scenario's own limit.
-    pub max_steps: Option<u32>,
-}
-
-impl Default for MpcConfig {
-    fn default() -> Self {
-        MpcConfig { replan_every: 1, deadline_ms: None, max_steps: None }
-    }
 }
 
 /// One suite entry: a scenario, a world model, a planner with its energy, and episodes.
@@ -66,9 +48,13 @@ pub struct Entry {
     /// The energy the planner minimises.
     #[serde(default)]
     pub energy: EnergyConfig,
-    /// Receding-horizon settings.
+    /// Receding-horizon settings (`replan_every`, `action_block`, `iterations`, `deadline_ms`,
+    /// `warm_start`).
     #[serde(default)]
     pub mpc: MpcConfig,
+    /// Episode step limit; defaults to the scenario's own limit.
+    #[serde(default)]
+    pub max_steps: Option<u32>,
     /// Episodes to run; defaults to the suite's `episodes`.
     #[serde(default)]
     pub episodes: Option<u64>,
@@ -164,8 +150,8 @@ impl LoadedSuite {
             .from_str(&text)
             .map_err(|e| SuiteError::Parse {
                 path: p.clone(),
-                line: e.span.start.line,
-                col: e.span.start.col,
+                line: e.position.line,
+                col: e.position.col,
                 msg: e.code.to_string(),
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -186,13 +172,9 @@ impl LoadedSuite {
             if e.episodes.unwrap_or(suite.episodes) == 0 {
                 return Err(bad("`episodes` must be at least 1".into()));
             }
-            if e.mpc.replan_every == 0 {
-                return Err(bad("`mpc.replan_every` must be at least 1".into()));
-            }
-            if let Some(d) = e.mpc.deadline_ms {
-                if !(d > 0.0 && d.is_finite()) {
-                    return Err(bad(format!("`mpc.deadline_ms` must be a positive number, got {d}")));
-                }
+            e.mpc.validate().map_err(|err| bad(err.to_string()))?;
+            if e.max_steps == Some(0) {
+                return Err(bad("`max_steps` must be at least 1".into()));
             }
             let (name, sc) = match &e.scenario {
                 ScenarioRef::File(f) => {
@@ -206,13 +188,10 @@ impl LoadedSuite {
                     (sc.kind().to_string(), sc.clone())
                 }
             };
-            if e.planner.horizon() == 0 {
-                return Err(bad("planner horizon must be at least 1".into()));
-            }
             e.planner.validate().map_err(|err| bad(format!("planner: {err}")))?;
             e.energy.validate().map_err(|err| bad(format!("energy: {err}")))?;
             scenarios.push((name, sc));
-            models.push(resolve_model(&e.model, base));
+            models.push(e.model.relative_to(base));
         }
         Ok(LoadedSuite { path: path.to_path_buf(), text, suite, scenarios, models })
     }
@@ -236,14 +215,5 @@ impl LoadedSuite {
             .bytes()
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
         format!("{h:016x}")
-    }
-}
-
-fn resolve_model(m: &ModelSpec, base: &Path) -> ModelSpec {
-    let abs = |s: &String| base.join(s).to_string_lossy().into_owned();
-    match m {
-        ModelSpec::TorchScript(p) => ModelSpec::TorchScript(abs(p)),
-        ModelSpec::Jepa(p) => ModelSpec::Jepa(abs(p)),
-        other => other.clone(),
     }
 }

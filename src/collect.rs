@@ -1,0 +1,181 @@
+//! `zplan collect`: exploration data for training world models.
+//!
+//! Episodes start from seeds in the collection range ([`crate::seeds::COLLECTION`], disjoint
+//! from evaluation seeds) and are driven by colored-noise random actions (power-law exponent
+//! `beta`: 0 = white jitter, 1-2 = smooth wandering that actually travels), held for
+//! `action_repeat` control steps. Output: `data.safetensors` with `obs` `[N, T+1, D]`,
+//! `actions` `[N, T, A]` (float32) and `seeds` `[N]` (int64), and `meta.json`
+//! ([`DatasetMeta`]: scenario, shapes, seeds, settings).
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use zplan_planner::ColoredNoise;
+use zplan_sim::ScenarioConfig;
+
+/// How to collect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectConfig {
+    /// Episodes to collect.
+    pub episodes: u64,
+    /// Control steps per episode.
+    pub steps: u32,
+    /// Base seed; episode seeds are `collection_seed(seed, i)`.
+    pub seed: u64,
+    /// Colored-noise exponent β.
+    pub beta: f32,
+    /// Noise scale as a fraction of each action's half range (values beyond are clipped).
+    pub scale: f32,
+    /// Control steps each sampled action is held.
+    pub action_repeat: u32,
+    /// Worker threads.
+    pub workers: usize,
+}
+
+/// `meta.json` of a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetMeta {
+    /// Format marker and version.
+    pub format: String,
+    /// The scenario the data comes from.
+    pub scenario: ScenarioConfig,
+    /// Observation field names.
+    pub obs_names: Vec<String>,
+    /// Action bounds.
+    pub action_low: Vec<f32>,
+    /// Action bounds.
+    pub action_high: Vec<f32>,
+    /// Episodes `N`.
+    pub episodes: u64,
+    /// Steps per episode `T`.
+    pub steps: u32,
+    /// Settings used.
+    pub collect: CollectConfig,
+    /// Seed range the episode seeds were drawn from.
+    pub seed_range: (u64, u64),
+}
+
+/// Dataset format marker written into `meta.json`.
+pub const FORMAT: &str = "zplan-dataset-v1";
+
+/// One collected episode.
+struct Episode {
+    obs: Vec<f32>,
+    actions: Vec<f32>,
+    seed: u64,
+}
+
+fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Result<Episode> {
+    let seed = crate::seeds::collection_seed(cfg.seed, index);
+    let mut env = sc.build()?;
+    env.reset(seed)?;
+    let spec = env.spec().clone();
+    let a_dim = spec.action_dim();
+    let repeat = cfg.action_repeat.max(1) as usize;
+    let n_blocks = (cfg.steps as usize).div_ceil(repeat);
+    let noise = ColoredNoise::new(n_blocks, cfg.beta);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C011_EC70);
+    let mut white = Vec::new();
+    let mut per_dim = vec![vec![0f32; n_blocks]; a_dim];
+    for d in per_dim.iter_mut() {
+        noise.sample(&mut rng, &mut white, d);
+    }
+    // A random constant offset per episode widens the state coverage (not only zero-mean wiggles).
+    let offsets: Vec<f32> = (0..a_dim).map(|_| rng.random_range(-0.3f32..0.3)).collect();
+    let mut obs = Vec::with_capacity((cfg.steps as usize + 1) * spec.obs_dim());
+    let mut actions = Vec::with_capacity(cfg.steps as usize * a_dim);
+    obs.extend(env.observe());
+    let mut a = vec![0f32; a_dim];
+    for t in 0..cfg.steps as usize {
+        for (d, ad) in a.iter_mut().enumerate() {
+            let c = 0.5 * (spec.action_high[d] + spec.action_low[d]);
+            let h = 0.5 * (spec.action_high[d] - spec.action_low[d]);
+            let x = c + h * (cfg.scale * per_dim[d][t / repeat] + offsets[d]);
+            *ad = x.clamp(spec.action_low[d], spec.action_high[d]);
+        }
+        env.step(&a)?;
+        actions.extend_from_slice(&a);
+        obs.extend(env.observe());
+    }
+    Ok(Episode { obs, actions, seed })
+}
+
+/// Collects a dataset into `out` (created). Deterministic for a given config.
+pub fn collect(scenario: &ScenarioConfig, cfg: &CollectConfig, out: &Path, progress: bool) -> Result<DatasetMeta> {
+    if cfg.episodes == 0 || cfg.steps == 0 {
+        bail!("--episodes and --steps must be at least 1");
+    }
+    if !(cfg.beta >= 0.0 && cfg.beta.is_finite()) || !(cfg.scale > 0.0 && cfg.scale.is_finite()) {
+        bail!("--beta must be >= 0 and --scale > 0 (got {} and {})", cfg.beta, cfg.scale);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let spec = scenario.spec();
+    let n = cfg.episodes as usize;
+    let bar = if progress { indicatif::ProgressBar::new(cfg.episodes) } else { indicatif::ProgressBar::hidden() };
+    let (tx, rx) = crossbeam::channel::unbounded::<u64>();
+    for i in 0..cfg.episodes {
+        tx.send(i).ok();
+    }
+    drop(tx);
+    let results: std::sync::Mutex<Vec<Option<Episode>>> = std::sync::Mutex::new((0..n).map(|_| None).collect());
+    let first_err: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..cfg.workers.max(1) {
+            let rx = rx.clone();
+            let (results, first_err, bar) = (&results, &first_err, &bar);
+            s.spawn(move || {
+                for i in rx.iter() {
+                    match collect_episode(scenario, cfg, i) {
+                        Ok(ep) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[i as usize] = Some(ep);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = first_err.lock() {
+                                f.get_or_insert(e.context(format!("episode {i}")));
+                            }
+                            return;
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = first_err.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let episodes: Vec<Episode> = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("collector worker panicked"))?
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .context("an episode is missing (a worker stopped)")?;
+    let t = cfg.steps as usize;
+    let (d, a) = (spec.obs_dim(), spec.action_dim());
+    let obs: Vec<f32> = episodes.iter().flat_map(|e| e.obs.iter().copied()).collect();
+    let acts: Vec<f32> = episodes.iter().flat_map(|e| e.actions.iter().copied()).collect();
+    let seeds: Vec<i64> = episodes.iter().map(|e| e.seed as i64).collect();
+    let obs_t = tch::Tensor::from_slice(&obs).f_reshape([n as i64, t as i64 + 1, d as i64])?;
+    let act_t = tch::Tensor::from_slice(&acts).f_reshape([n as i64, t as i64, a as i64])?;
+    let seed_t = tch::Tensor::from_slice(&seeds);
+    let data_path = out.join("data.safetensors");
+    tch::Tensor::write_safetensors(&[("obs", &obs_t), ("actions", &act_t), ("seeds", &seed_t)], &data_path)
+        .with_context(|| format!("writing {}", data_path.display()))?;
+    let meta = DatasetMeta {
+        format: FORMAT.into(),
+        scenario: scenario.clone(),
+        obs_names: spec.obs_names.clone(),
+        action_low: spec.action_low.clone(),
+        action_high: spec.action_high.clone(),
+        episodes: cfg.episodes,
+        steps: cfg.steps,
+        collect: cfg.clone(),
+        seed_range: (crate::seeds::COLLECTION.start, crate::seeds::COLLECTION.end),
+    };
+    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(meta)
+}

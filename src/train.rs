@@ -1,0 +1,549 @@
+//! `zplan train`: JEPA world-model training on collected data (tch, CPU or CUDA).
+//!
+//! Online encoder `E`, target encoder `Ē` (EMA of `E`), action-conditioned residual predictor
+//! `P`. For a window `o_t..o_{t+K}`, `a_t..a_{t+K-1}`:
+//!
+//! ```text
+//! z_0 = E(o_t);  ẑ_k = P(ẑ_{k-1}, a_{t+k-1});  loss_pred = mean_k ||ẑ_k − sg(Ē(o_{t+k}))||²
+//! loss = loss_pred + w_var · VICReg-variance(E(o)) + w_cov · VICReg-covariance(E(o))
+//!      + w_inv · ||I(E(o_t), E(o_{t+1})) − a_t||²      (optional inverse dynamics)
+//! ```
+//!
+//! Multi-step prediction trains the predictor on its own rollouts (as the planner uses it);
+//! the variance/covariance terms keep the latent from collapsing; the inverse-dynamics term
+//! forces the latent to keep what actions change. Observation normalisation statistics come
+//! from the training split and are saved with the weights.
+
+use crate::collect::{DatasetMeta, FORMAT};
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use zplan_models::jepa::{JepaConfig, JepaNets, ObsNorm};
+
+/// Training hyper-parameters (all have CLI flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Latent size.
+    pub latent_dim: i64,
+    /// Hidden width of encoder and predictor.
+    pub hidden: i64,
+    /// Hidden layers of encoder and predictor.
+    pub layers: usize,
+    /// Prediction steps K per window.
+    pub rollout_steps: usize,
+    /// Windows per batch.
+    pub batch: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// EMA decay of the target encoder (0 = stop-gradient copy of the online encoder).
+    pub ema: f64,
+    /// Weight of the VICReg variance term.
+    pub var_weight: f64,
+    /// Weight of the VICReg covariance term.
+    pub cov_weight: f64,
+    /// Weight of the inverse-dynamics term (0 = no inverse head).
+    pub inverse_weight: f64,
+    /// Fraction of episodes held out for validation.
+    pub val_fraction: f64,
+    /// Seed (initialisation, split, batches).
+    pub seed: u64,
+    /// Validate (and checkpoint) every this many steps.
+    pub eval_every: usize,
+    /// Stop after this many minutes even if `steps` are not done (the best model is kept).
+    pub time_limit_min: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            latent_dim: 32,
+            hidden: 128,
+            layers: 2,
+            rollout_steps: 6,
+            batch: 256,
+            steps: 6000,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            ema: 0.99,
+            var_weight: 1.0,
+            cov_weight: 0.04,
+            inverse_weight: 0.1,
+            val_fraction: 0.1,
+            seed: 0,
+            eval_every: 250,
+            time_limit_min: 15.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let pos = |name: &str, v: f64| -> Result<()> {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("--{name} must be a positive number, got {v}");
+            }
+            Ok(())
+        };
+        let nonneg = |name: &str, v: f64| -> Result<()> {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("--{name} must be >= 0, got {v}");
+            }
+            Ok(())
+        };
+        pos("latent-dim", self.latent_dim as f64)?;
+        pos("hidden", self.hidden as f64)?;
+        pos("rollout-steps", self.rollout_steps as f64)?;
+        pos("batch", self.batch as f64)?;
+        pos("steps", self.steps as f64)?;
+        pos("lr", self.lr)?;
+        pos("eval-every", self.eval_every as f64)?;
+        pos("time-limit-min", self.time_limit_min)?;
+        nonneg("weight-decay", self.weight_decay)?;
+        nonneg("var-weight", self.var_weight)?;
+        nonneg("cov-weight", self.cov_weight)?;
+        nonneg("inverse-weight", self.inverse_weight)?;
+        if !(0.0..1.0).contains(&self.ema) {
+            bail!("--ema must be in [0, 1), got {}", self.ema);
+        }
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            bail!("--val-fraction must be in (0, 1), got {}", self.val_fraction);
+        }
+        Ok(())
+    }
+}
+
+/// A loaded, checked dataset.
+pub struct Dataset {
+    /// Metadata from `meta.json`.
+    pub meta: DatasetMeta,
+    /// `[N, T+1, D]` float32.
+    pub obs: Tensor,
+    /// `[N, T, A]` float32.
+    pub actions: Tensor,
+}
+
+/// Loads `DIR/meta.json` and `DIR/data.safetensors` and checks them against each other (shapes,
+/// finiteness, the scenario's sizes); every problem names the file and what was expected.
+pub fn load_dataset(dir: &Path) -> Result<Dataset> {
+    let meta_path = dir.join("meta.json");
+    let data_path = dir.join("data.safetensors");
+    let meta: DatasetMeta = serde_json::from_str(
+        &std::fs::read_to_string(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))?;
+    if meta.format != FORMAT {
+        bail!("{}: format `{}`, expected `{FORMAT}`", meta_path.display(), meta.format);
+    }
+    let tensors = Tensor::read_safetensors(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
+    let get = |name: &str| -> Result<Tensor> {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.shallow_clone())
+            .with_context(|| format!("{}: missing tensor `{name}`", data_path.display()))
+    };
+    let obs = get("obs")?;
+    let actions = get("actions")?;
+    let spec = meta.scenario.spec();
+    let (d, a) = (spec.obs_dim() as i64, spec.action_dim() as i64);
+    if meta.obs_names != spec.obs_names {
+        bail!(
+            "{}: observation fields {:?} do not match the scenario's {:?} (mismatched scenario)",
+            meta_path.display(),
+            meta.obs_names,
+            spec.obs_names
+        );
+    }
+    let os = obs.size();
+    let as_ = actions.size();
+    if os.len() != 3 || os[2] != d || os[1] < 2 {
+        bail!("{}: tensor `obs` has shape {os:?}, expected [N, T+1, {d}] with T >= 1", data_path.display());
+    }
+    if as_.len() != 3 || as_[0] != os[0] || as_[1] != os[1] - 1 || as_[2] != a {
+        bail!(
+            "{}: tensor `actions` has shape {as_:?}, expected [{}, {}, {a}] to match `obs` {os:?}",
+            data_path.display(),
+            os[0],
+            os[1] - 1
+        );
+    }
+    if obs.kind() != Kind::Float || actions.kind() != Kind::Float {
+        bail!("{}: `obs` and `actions` must be float32 (got {:?}, {:?})", data_path.display(), obs.kind(), actions.kind());
+    }
+    for (name, t) in [("obs", &obs), ("actions", &actions)] {
+        let finite = t.f_isfinite()?.f_all()?.int64_value(&[]) == 1;
+        if !finite {
+            let bad = t.f_isfinite()?.logical_not().f_nonzero()?;
+            let first: Vec<i64> = Vec::<i64>::try_from(bad.get(0)).unwrap_or_default();
+            bail!("{}: tensor `{name}` contains NaN or Inf (first at index {first:?})", data_path.display());
+        }
+    }
+    Ok(Dataset { meta, obs, actions })
+}
+
+/// Latent health on validation data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatentHealth {
+    /// Per-dimension standard deviation of validation latents.
+    pub per_dim_std: Vec<f64>,
+    /// Smallest per-dimension std.
+    pub min_std: f64,
+    /// Mean per-dimension std.
+    pub mean_std: f64,
+    /// Dimensions with std below 0.01 (collapsed).
+    pub collapsed_dims: usize,
+    /// R² of a linear probe latent → true state (fit on train, scored on validation), per state
+    /// field and averaged.
+    pub probe_r2: f64,
+    /// R² per state field.
+    pub probe_r2_per_field: Vec<f64>,
+}
+
+/// What training produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Steps done.
+    pub steps: usize,
+    /// Best validation loss and the step it occurred at.
+    pub best_val_loss: f64,
+    /// Step of the best validation loss.
+    pub best_step: usize,
+    /// Validation loss at step 0 (before training).
+    pub initial_val_loss: f64,
+    /// (step, train loss, val loss) at each evaluation.
+    pub curve: Vec<(usize, f64, f64)>,
+    /// Latent health of the saved model.
+    pub health: LatentHealth,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Where the model was saved.
+    pub model_path: PathBuf,
+}
+
+struct Split {
+    obs: Tensor,     // [n, T+1, D]
+    actions: Tensor, // [n, T, A]
+}
+
+impl Split {
+    fn windows(&self) -> i64 {
+        let s = self.obs.size();
+        s[0] * (s[1] - 1)
+    }
+}
+
+/// Gathers windows starting at (episode, t) pairs into obs `[B, K+1, D]` and actions `[B, K, A]`.
+fn gather(split: &Split, starts: &[(i64, i64)], k: i64, device: Device) -> Result<(Tensor, Tensor)> {
+    let ep: Vec<i64> = starts.iter().map(|s| s.0).collect();
+    let t0: Vec<i64> = starts.iter().map(|s| s.1).collect();
+    let ep = Tensor::from_slice(&ep);
+    let t0 = Tensor::from_slice(&t0);
+    let offs = Tensor::arange(k + 1, (Kind::Int64, Device::Cpu));
+    let tt = t0.unsqueeze(1) + &offs.unsqueeze(0); // [B, K+1]
+    let e2 = ep.unsqueeze(1).expand([starts.len() as i64, k + 1], false);
+    let o = split.obs.f_index(&[Some(e2.shallow_clone()), Some(tt.shallow_clone())])?; // [B, K+1, D]
+    let tta = tt.f_narrow(1, 0, k)?;
+    let ea = e2.f_narrow(1, 0, k)?;
+    let a = split.actions.f_index(&[Some(ea), Some(tta)])?;
+    Ok((o.f_to_device(device)?, a.f_to_device(device)?))
+}
+
+fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    let b = z.size()[0] as f64;
+    let d = z.size()[1];
+    let zc = z - z.f_mean_dim(0, true, Kind::Float)?;
+    let std = (zc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (b - 1.0) + 1e-4).f_sqrt()?;
+    let var_loss = (std * -1.0 + 1.0).f_relu()?.f_mean(Kind::Float)?;
+    let cov = zc.f_transpose(0, 1)?.f_matmul(&zc)? / (b - 1.0);
+    let eye = Tensor::eye(d, (Kind::Float, z.device()));
+    let off: Tensor = cov * (eye * -1.0 + 1.0);
+    let cov_loss = off.f_square()?.f_sum(Kind::Float)? / d as f64;
+    Ok((var_loss, cov_loss))
+}
+
+struct Losses {
+    total: Tensor,
+    pred: Tensor,
+}
+
+fn batch_loss(
+    nets: &JepaNets,
+    target: &zplan_models::jepa::TargetEncoder,
+    obs: &Tensor,
+    actions: &Tensor,
+    cfg: &TrainConfig,
+    action_scale: &(Tensor, Tensor),
+) -> Result<Losses> {
+    let s = obs.size();
+    let (b, k1, d) = (s[0], s[1], s[2]);
+    let k = k1 - 1;
+    let all = nets.encode(&obs.f_reshape([b * k1, d])?)?; // online encodings of every frame
+    let latent = all.size()[1];
+    let z_all = all.f_reshape([b, k1, latent])?;
+    let tgt = target.encode(&obs.f_narrow(1, 1, k)?.f_reshape([b * k, d])?)?.f_reshape([b, k, latent])?;
+    let mut z = z_all.f_select(1, 0)?;
+    let mut pred = Tensor::zeros([], (Kind::Float, obs.device()));
+    for step in 0..k {
+        z = nets.predict(&z, &actions.f_select(1, step)?)?;
+        pred = pred + (&z - tgt.f_select(1, step)?).f_square()?.f_mean(Kind::Float)?;
+    }
+    let pred = pred / k as f64;
+    let (var_l, cov_l) = vicreg(&all)?;
+    let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
+    if cfg.inverse_weight > 0.0 {
+        let z0 = z_all.f_select(1, 0)?;
+        let z1 = z_all.f_select(1, 1)?;
+        let a_hat = nets.inverse(&z0, &z1)?;
+        let a0 = (actions.f_select(1, 0)? - &action_scale.0) / &action_scale.1;
+        total = total + (a_hat - a0).f_square()?.f_mean(Kind::Float)? * cfg.inverse_weight;
+    }
+    Ok(Losses { total, pred })
+}
+
+fn eval_loss(
+    nets: &JepaNets,
+    target: &zplan_models::jepa::TargetEncoder,
+    split: &Split,
+    starts: &[(i64, i64)],
+    cfg: &TrainConfig,
+    scale: &(Tensor, Tensor),
+    device: Device,
+) -> Result<f64> {
+    let _g = tch::no_grad_guard();
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for chunk in starts.chunks(1024) {
+        let (o, a) = gather(split, chunk, cfg.rollout_steps as i64, device)?;
+        let l = batch_loss(nets, target, &o, &a, cfg, scale)?;
+        sum += l.pred.double_value(&[]) * chunk.len() as f64;
+        n += chunk.len() as f64;
+    }
+    Ok(sum / n.max(1.0))
+}
+
+/// Per-dimension latent std and a linear-probe R² (latent → true state) on validation data.
+pub fn latent_health(nets: &JepaNets, train_obs: &Tensor, val_obs: &Tensor) -> Result<LatentHealth> {
+    let _g = tch::no_grad_guard();
+    let device = nets.device();
+    let d = train_obs.size()[train_obs.dim() - 1];
+    let tr = train_obs.f_reshape([-1, d])?;
+    let va = val_obs.f_reshape([-1, d])?;
+    // Subsample to keep the probe cheap.
+    let cap = |t: &Tensor| -> Result<Tensor> {
+        let n = t.size()[0];
+        let stride = (n / 20_000).max(1);
+        Ok(t.f_slice(0, 0, n, stride)?.f_to_device(device)?)
+    };
+    let (tr, va) = (cap(&tr)?, cap(&va)?);
+    let ztr = nets.encode(&tr)?;
+    let zva = nets.encode(&va)?;
+    let std = zva.f_std_dim(0, true, false)?.f_to_device(Device::Cpu)?;
+    let per_dim_std: Vec<f64> = Vec::<f32>::try_from(&std)?.into_iter().map(f64::from).collect();
+    let ones = |z: &Tensor| -> Result<Tensor> {
+        Ok(Tensor::f_cat(&[z.shallow_clone(), Tensor::ones([z.size()[0], 1], (Kind::Float, device))], 1)?)
+    };
+    let xtr = ones(&ztr)?.f_to_kind(Kind::Double)?;
+    let xva = ones(&zva)?.f_to_kind(Kind::Double)?;
+    // Ridge-regularised normal equations: W = (XᵀX + λI)⁻¹ XᵀY.
+    let p = xtr.size()[1];
+    let xtx = xtr.f_transpose(0, 1)?.f_matmul(&xtr)? + Tensor::eye(p, (Kind::Double, device)) * 1e-6;
+    let w = Tensor::f_linalg_solve(&xtx, &xtr.f_transpose(0, 1)?.f_matmul(&tr.f_to_kind(Kind::Double)?)?, true)?;
+    let pred = xva.f_matmul(&w)?;
+    let y = va.f_to_kind(Kind::Double)?;
+    let ss_res = (&y - pred).f_square()?.f_sum_dim_intlist(0, false, Kind::Double)?;
+    let ss_tot = (&y - y.f_mean_dim(0, true, Kind::Double)?).f_square()?.f_sum_dim_intlist(0, false, Kind::Double)?;
+    let r2 = ((ss_res / ss_tot.f_clamp_min(1e-12)?) * -1.0 + 1.0).f_to_device(Device::Cpu)?;
+    let probe_r2_per_field: Vec<f64> = Vec::<f64>::try_from(&r2)?;
+    // Fields that never vary in validation (constant) carry no information; skip them in the mean.
+    let var: Vec<f64> = Vec::<f64>::try_from(
+        &y.f_var_dim(0, false, false)?.f_to_device(Device::Cpu)?,
+    )?;
+    let informative: Vec<f64> =
+        probe_r2_per_field.iter().zip(&var).filter(|(_, v)| **v > 1e-9).map(|(r, _)| *r).collect();
+    let probe_r2 = informative.iter().sum::<f64>() / informative.len().max(1) as f64;
+    let min_std = per_dim_std.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean_std = per_dim_std.iter().sum::<f64>() / per_dim_std.len().max(1) as f64;
+    let collapsed_dims = per_dim_std.iter().filter(|s| **s < 0.01).count();
+    Ok(LatentHealth { per_dim_std, min_std, mean_std, collapsed_dims, probe_r2, probe_r2_per_field })
+}
+
+fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
+    use plotters::prelude::*;
+    crate::plots::ensure_font();
+    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let xmax = curve.last().map(|c| c.0).unwrap_or(1).max(1) as f64;
+        let vals: Vec<f64> = curve.iter().flat_map(|c| [c.1, c.2]).filter(|v| v.is_finite() && *v > 0.0).collect();
+        let ymin = vals.iter().copied().fold(f64::INFINITY, f64::min).max(1e-8);
+        let ymax = vals.iter().copied().fold(0.0, f64::max).max(ymin * 10.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption("JEPA training: latent prediction loss", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..xmax, (ymin * 0.9..ymax * 1.1).log_scale())?;
+        chart.configure_mesh().x_desc("step").y_desc("loss").draw()?;
+        chart
+            .draw_series(LineSeries::new(curve.iter().map(|c| (c.0 as f64, c.1)), BLUE.stroke_width(2)))?
+            .label("train (total)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(curve.iter().map(|c| (c.0 as f64, c.2)), RED.stroke_width(2)))?
+            .label("validation (prediction)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
+/// Trains a JEPA model on `data` and saves it to `out` (`out.safetensors` + `out.json`), with a
+/// checkpoint of the best validation loss, `out.loss.png`, and `out.train.json` (the report).
+pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, progress: bool) -> Result<TrainReport> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let s = data.obs.size();
+    let (n_ep, t1, d) = (s[0], s[1], s[2]);
+    let a_dim = data.actions.size()[2];
+    let k = cfg.rollout_steps as i64;
+    if t1 - 1 < k {
+        bail!("episodes have {} steps, fewer than --rollout-steps {k}", t1 - 1);
+    }
+    let n_val = ((n_ep as f64 * cfg.val_fraction).round() as i64).clamp(1, n_ep - 1);
+    if n_ep < 2 {
+        bail!("the dataset has {n_ep} episode(s); at least 2 are needed for a validation split");
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut eps: Vec<i64> = (0..n_ep).collect();
+    eps.shuffle(&mut rng);
+    let pick = |idx: &[i64]| -> Result<Split> {
+        let i = Tensor::from_slice(idx);
+        Ok(Split { obs: data.obs.f_index_select(0, &i)?, actions: data.actions.f_index_select(0, &i)? })
+    };
+    let val = pick(&eps[..n_val as usize])?;
+    let train = pick(&eps[n_val as usize..])?;
+    let starts = |sp: &Split| -> Vec<(i64, i64)> {
+        let n = sp.obs.size()[0];
+        (0..n).flat_map(|e| (0..t1 - k).map(move |t| (e, t))).collect()
+    };
+    let train_starts = starts(&train);
+    let mut val_starts = starts(&val);
+    val_starts.shuffle(&mut rng);
+    val_starts.truncate(8192);
+
+    let mut jcfg = JepaConfig::new(d, a_dim);
+    jcfg.latent_dim = cfg.latent_dim;
+    jcfg.enc_hidden = cfg.hidden;
+    jcfg.pred_hidden = cfg.hidden;
+    jcfg.enc_layers = cfg.layers;
+    jcfg.pred_layers = cfg.layers;
+    if cfg.inverse_weight > 0.0 {
+        jcfg.inverse_hidden = cfg.hidden;
+        jcfg.inverse_layers = 1;
+    }
+    jcfg.seed = cfg.seed;
+    let mut nets = JepaNets::new(jcfg, device)?;
+    nets.set_obs_norm(ObsNorm::from_data(&train.obs.f_reshape([-1, d])?)?)?;
+    nets.scenario = Some(serde_json::to_value(&data.meta.scenario)?);
+    let low = Tensor::from_slice(&data.meta.action_low).f_to_device(device)?;
+    let high = Tensor::from_slice(&data.meta.action_high).f_to_device(device)?;
+    let scale = (((&low + &high) * 0.5), ((&high - &low) * 0.5).f_clamp_min(1e-6)?);
+    let mut target = nets.target_encoder()?;
+    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&nets.vs, cfg.lr)?;
+
+    let ckpt = checkpoint_path(out);
+    let initial_val = eval_loss(&nets, &target, &val, &val_starts, cfg, &scale, device)?;
+    let mut best = (f64::INFINITY, 0usize);
+    let mut curve = vec![(0usize, f64::NAN, initial_val)];
+    let bar = if progress { indicatif::ProgressBar::new(cfg.steps as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut running = 0.0;
+    let mut running_n = 0.0;
+    let mut step = 0;
+    let deadline = started + std::time::Duration::from_secs_f64(cfg.time_limit_min * 60.0);
+    let _ = train.windows();
+    while step < cfg.steps {
+        let batch: Vec<(i64, i64)> = (0..cfg.batch)
+            .map(|_| train_starts[rand::Rng::random_range(&mut rng, 0..train_starts.len())])
+            .collect();
+        let (o, a) = gather(&train, &batch, k, device)?;
+        // Cosine learning-rate decay to 5 % of the initial rate.
+        let frac = step as f64 / cfg.steps as f64;
+        opt.set_lr(cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())));
+        let l = batch_loss(&nets, &target, &o, &a, cfg, &scale)?;
+        opt.zero_grad();
+        l.total.f_backward()?;
+        opt.step();
+        target.ema_update(&nets, cfg.ema)?;
+        let lv = l.total.double_value(&[]);
+        if !lv.is_finite() {
+            bail!("training diverged at step {step} (loss {lv}); lower --lr");
+        }
+        running += lv;
+        running_n += 1.0;
+        step += 1;
+        bar.inc(1);
+        if step % cfg.eval_every == 0 || step == cfg.steps || Instant::now() >= deadline {
+            let v = eval_loss(&nets, &target, &val, &val_starts, cfg, &scale, device)?;
+            curve.push((step, running / running_n, v));
+            bar.set_message(format!("train {:.4} val {:.4}", running / running_n, v));
+            running = 0.0;
+            running_n = 0.0;
+            if v < best.0 {
+                best = (v, step);
+                nets.training = serde_json::json!({ "step": step, "val_loss": v, "config": cfg });
+                nets.save(&ckpt)?;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!("time limit reached at step {step}");
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    // The saved model is the best checkpoint.
+    let mut best_nets = JepaNets::load(&ckpt, device)?;
+    let health = latent_health(&best_nets, &train.obs, &val.obs)?;
+    let report = TrainReport {
+        steps: step,
+        best_val_loss: best.0,
+        best_step: best.1,
+        initial_val_loss: initial_val,
+        curve,
+        health,
+        seconds: started.elapsed().as_secs_f64(),
+        model_path: out.to_path_buf(),
+    };
+    best_nets.training = serde_json::json!({
+        "config": cfg,
+        "dataset": { "episodes": n_ep, "steps": t1 - 1, "collect": data.meta.collect },
+        "best_step": best.1,
+        "best_val_loss": best.0,
+        "initial_val_loss": initial_val,
+        "latent_min_std": report.health.min_std,
+        "probe_r2": report.health.probe_r2,
+    });
+    best_nets.save(out)?;
+    let stem = out.with_extension("");
+    plot_curve(&PathBuf::from(format!("{}.loss.png", stem.display())), &report.curve)?;
+    std::fs::write(format!("{}.train.json", stem.display()), serde_json::to_string_pretty(&report)?)?;
+    Ok(report)
+}
+
+fn checkpoint_path(out: &Path) -> PathBuf {
+    let stem = out.with_extension("");
+    PathBuf::from(format!("{}.best-checkpoint.safetensors", stem.display()))
+}
