@@ -1,0 +1,256 @@
+//! Architecture sizes and observation normalisation of the native JEPA networks.
+
+use crate::{ModelError, Result};
+use serde::{Deserialize, Serialize};
+
+/// Nonlinearity between hidden layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Activation {
+    /// Gaussian error linear unit (exact, not the tanh approximation).
+    #[default]
+    Gelu,
+    /// Rectified linear unit.
+    Relu,
+    /// Sigmoid linear unit (swish).
+    Silu,
+    /// Hyperbolic tangent.
+    Tanh,
+}
+
+/// Sizes of the native JEPA networks (state observations).
+///
+/// - encoder: MLP `obs_dim → enc_hidden (× enc_layers) → latent_dim`, applied to normalised
+///   observations;
+/// - predictor: residual MLP, `z' = z + f([z, a])` with
+///   `f: latent_dim + action_dim → pred_hidden (× pred_layers) → latent_dim`;
+/// - inverse-dynamics head (when `inverse_layers > 0`): MLP
+///   `[z_t, z_{t+1}] → inverse_hidden (× inverse_layers) → action_dim`.
+///
+/// Stored in the sidecar file next to the weights, so loading rebuilds the same architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JepaConfig {
+    /// Observation size.
+    pub obs_dim: i64,
+    /// Action size.
+    pub action_dim: i64,
+    /// Latent size.
+    pub latent_dim: i64,
+    /// Hidden width of the encoder.
+    pub enc_hidden: i64,
+    /// Hidden layers of the encoder (0 = a single linear map).
+    pub enc_layers: usize,
+    /// Hidden width of the predictor.
+    pub pred_hidden: i64,
+    /// Hidden layers of the predictor (0 = a single linear map).
+    pub pred_layers: usize,
+    /// Hidden width of the inverse-dynamics head.
+    #[serde(default)]
+    pub inverse_hidden: i64,
+    /// Hidden layers of the inverse-dynamics head; 0 = no inverse head.
+    #[serde(default)]
+    pub inverse_layers: usize,
+    /// Nonlinearity between hidden layers.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Layer normalisation after every hidden linear layer (before the nonlinearity).
+    #[serde(default)]
+    pub layer_norm: bool,
+    /// Seed of the weight initialisation (a ChaCha8 stream, independent of libtorch's global
+    /// RNG, so construction is reproducible on any thread).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl JepaConfig {
+    /// Defaults for state observations: latent 64, hidden 256, two hidden layers in encoder and
+    /// predictor, GELU, no layer norm, no inverse head, seed 0.
+    pub fn new(obs_dim: i64, action_dim: i64) -> Self {
+        JepaConfig {
+            obs_dim,
+            action_dim,
+            latent_dim: 64,
+            enc_hidden: 256,
+            enc_layers: 2,
+            pred_hidden: 256,
+            pred_layers: 2,
+            inverse_hidden: 0,
+            inverse_layers: 0,
+            activation: Activation::Gelu,
+            layer_norm: false,
+            seed: 0,
+        }
+    }
+
+    /// Whether the configuration has an inverse-dynamics head.
+    pub fn has_inverse(&self) -> bool {
+        self.inverse_layers > 0
+    }
+
+    /// Checks that every size is positive (hidden widths only where layers use them).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let mut checks = vec![
+            ("obs_dim", self.obs_dim),
+            ("action_dim", self.action_dim),
+            ("latent_dim", self.latent_dim),
+        ];
+        if self.enc_layers > 0 {
+            checks.push(("enc_hidden", self.enc_hidden));
+        }
+        if self.pred_layers > 0 {
+            checks.push(("pred_hidden", self.pred_hidden));
+        }
+        if self.inverse_layers > 0 {
+            checks.push(("inverse_hidden", self.inverse_hidden));
+        }
+        for (name, v) in checks {
+            if v <= 0 {
+                return Err(ModelError::InvalidConfig(format!(
+                    "JepaConfig.{name} must be positive, got {v}"
+                )));
+            }
+        }
+        for (name, v) in [
+            ("enc_layers", self.enc_layers),
+            ("pred_layers", self.pred_layers),
+            ("inverse_layers", self.inverse_layers),
+        ] {
+            if v > 64 {
+                return Err(ModelError::InvalidConfig(format!(
+                    "JepaConfig.{name} = {v} is implausibly deep (max 64)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Observation normalisation `(obs - mean) / std`, applied inside `encode`; statistics come from
+/// the training data and travel with the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObsNorm {
+    /// Per-entry mean.
+    pub mean: Vec<f32>,
+    /// Per-entry standard deviation (positive).
+    pub std: Vec<f32>,
+}
+
+impl ObsNorm {
+    /// Smallest standard deviation [`ObsNorm::from_data`] keeps: constant entries are not blown up.
+    pub const MIN_STD: f32 = 1e-3;
+
+    /// Mean 0, std 1: no normalisation.
+    pub fn identity(obs_dim: usize) -> Self {
+        ObsNorm {
+            mean: vec![0.0; obs_dim],
+            std: vec![1.0; obs_dim],
+        }
+    }
+
+    /// Statistics of a data set `[N, obs_dim]` (population std, floored at
+    /// [`ObsNorm::MIN_STD`]).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a tensor that is not `[N >= 1, D]` or holds NaN/Inf.
+    pub fn from_data(data: &tch::Tensor) -> Result<Self> {
+        use crate::error::TchContext;
+        let size = data.size();
+        if size.len() != 2 || size[0] < 1 || size[1] < 1 {
+            return Err(ModelError::InvalidConfig(format!(
+                "observation statistics need data [N >= 1, obs_dim], got {}",
+                crate::util::fmt_shape(&size)
+            )));
+        }
+        let data = data
+            .f_to_kind(tch::Kind::Double)
+            .ctx(|| "observation statistics".into())?;
+        let mean = data
+            .f_mean_dim(0, false, tch::Kind::Double)
+            .ctx(|| "observation mean".into())?;
+        let std = data
+            .f_std_dim(0, false, false)
+            .ctx(|| "observation std".into())?;
+        let norm = ObsNorm {
+            mean: crate::util::to_vec_f32(&mean)?,
+            std: crate::util::to_vec_f32(&std)?
+                .into_iter()
+                .map(|s| s.max(Self::MIN_STD))
+                .collect(),
+        };
+        norm.validate(size[1] as usize)?;
+        Ok(norm)
+    }
+
+    /// Checks sizes and that every mean is finite and every std finite and positive.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] describing the first problem.
+    pub fn validate(&self, obs_dim: usize) -> Result<()> {
+        if self.mean.len() != obs_dim || self.std.len() != obs_dim {
+            return Err(ModelError::InvalidConfig(format!(
+                "observation normalisation has {} means and {} stds, expected {obs_dim} each",
+                self.mean.len(),
+                self.std.len()
+            )));
+        }
+        if let Some(i) = self.mean.iter().position(|m| !m.is_finite()) {
+            return Err(ModelError::InvalidConfig(format!(
+                "observation mean[{i}] is not finite"
+            )));
+        }
+        // Written so that NaN fails: `!(s > 0)` is true for NaN.
+        if let Some(i) = self.std.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(ModelError::InvalidConfig(format!(
+                "observation std[{i}] = {} must be finite and positive",
+                self.std[i]
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = JepaConfig::new(4, 2);
+        assert!(c.validate().is_ok());
+        c.latent_dim = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("latent_dim"), "{err}");
+        let mut c = JepaConfig::new(4, 2);
+        c.inverse_layers = 1;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("inverse_hidden"));
+    }
+
+    #[test]
+    fn obs_norm_from_data_and_validate() {
+        let data = tch::Tensor::from_slice(&[1f32, 5., 3., 5.]).reshape([2, 2]);
+        let n = ObsNorm::from_data(&data).unwrap();
+        assert_eq!(n.mean, vec![2.0, 5.0]);
+        assert_eq!(n.std, vec![1.0, ObsNorm::MIN_STD]);
+        assert!(ObsNorm {
+            mean: vec![0.0],
+            std: vec![f32::NAN]
+        }
+        .validate(1)
+        .is_err());
+        assert!(ObsNorm {
+            mean: vec![0.0],
+            std: vec![0.0]
+        }
+        .validate(1)
+        .is_err());
+        assert!(ObsNorm::identity(3).validate(2).is_err());
+    }
+}

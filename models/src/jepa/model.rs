@@ -1,0 +1,182 @@
+//! The native JEPA networks as a shareable, inference-only world model.
+
+use super::config::JepaConfig;
+use super::nets::{Frozen, JepaNets};
+use crate::{Result, WorldModel};
+use std::path::Path;
+use std::sync::Mutex;
+use tch::{Device, Tensor};
+
+/// A native JEPA world model for planning: [`JepaNets`] behind the [`WorldModel`] trait.
+///
+/// Latent shape `[latent_dim]`. `encode` normalises observations with the statistics stored
+/// next to the weights; `rollout` loops the residual predictor over the horizon in Rust with one
+/// batched call per step, under `no_grad`; `rollout_grad` records autograd with respect to the
+/// inputs only (the weights are detached from the training graph).
+///
+/// # Why it is `Sync` without `unsafe`
+/// `tch::Tensor` is `Send` but not `Sync`, because a `&Tensor` allows in-place mutation from
+/// several threads. This model keeps its (detached) weight handles in a `Mutex` and, on each
+/// call, locks it only long enough to take new handles on the same storage (reference-count
+/// bumps, a few microseconds), then computes unlocked. Each thread thus owns its handles, and
+/// the shared storage is only ever read: the weights are never mutated after construction.
+pub struct JepaModel {
+    name: String,
+    device: Device,
+    obs_shape: Vec<i64>,
+    action_dim: i64,
+    latent_shape: Vec<i64>,
+    frozen: Mutex<Frozen>,
+    nets: Mutex<JepaNets>,
+}
+
+impl std::fmt::Debug for JepaModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JepaModel")
+            .field("name", &self.name)
+            .field("device", &self.device)
+            .field("latent_shape", &self.latent_shape)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JepaModel {
+    pub(crate) fn from_nets(nets: JepaNets, source: Option<&Path>) -> Self {
+        let name = match source {
+            Some(p) => format!("jepa:{}", p.display()),
+            None => "jepa:<in memory>".to_string(),
+        };
+        let mut frozen = nets.frozen_view(true);
+        frozen.name = name.clone();
+        let c = &nets.config;
+        JepaModel {
+            device: nets.device(),
+            obs_shape: vec![c.obs_dim],
+            action_dim: c.action_dim,
+            latent_shape: vec![c.latent_dim],
+            name,
+            frozen: Mutex::new(frozen),
+            nets: Mutex::new(nets),
+        }
+    }
+
+    /// Freshly initialised networks (seeded by `config.seed`) as a model.
+    ///
+    /// # Errors
+    /// [`crate::ModelError::InvalidConfig`] for invalid sizes.
+    pub fn new(config: JepaConfig, device: Device) -> Result<Self> {
+        Ok(JepaNets::new(config, device)?.into_model())
+    }
+
+    /// Loads `<name>.safetensors` + `<name>.json` (see [`JepaNets::load`]); `path` may name
+    /// either file or their common stem.
+    ///
+    /// # Errors
+    /// As [`JepaNets::load`].
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let nets = JepaNets::load(path.as_ref(), device)?;
+        Ok(JepaModel::from_nets(nets, Some(path.as_ref())))
+    }
+
+    /// Saves weights and sidecar (see [`JepaNets::save`]).
+    ///
+    /// # Errors
+    /// As [`JepaNets::save`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(path)
+    }
+
+    /// Architecture sizes.
+    pub fn config(&self) -> JepaConfig {
+        self.frozen().config
+    }
+
+    /// The scenario stored in the sidecar (a serialised `zplan_sim::ScenarioConfig`), if any.
+    pub fn scenario_json(&self) -> Option<serde_json::Value> {
+        self.nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .scenario
+            .clone()
+    }
+
+    /// The scenario stored in the sidecar, parsed.
+    ///
+    /// # Errors
+    /// [`crate::ModelError::Sidecar`] if the stored JSON is not a valid scenario config.
+    pub fn scenario_config(&self) -> Result<Option<zplan_sim::ScenarioConfig>> {
+        self.nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .scenario_config()
+    }
+
+    /// The free-form training information stored in the sidecar.
+    pub fn training_info(&self) -> serde_json::Value {
+        self.nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .training
+            .clone()
+    }
+
+    /// Gives the networks back, e.g. to fine-tune them.
+    pub fn into_nets(self) -> JepaNets {
+        self.nets.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One predictor step `z [B, latent_dim]`, `action [B, action_dim]` → `[B, latent_dim]`,
+    /// without autograd.
+    pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        self.frozen().predict(z, action, "predict")
+    }
+
+    /// New handles on the weights for one computation (see the type's docs).
+    fn frozen(&self) -> Frozen {
+        self.frozen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shallow_clone()
+    }
+}
+
+impl WorldModel for JepaModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn obs_shape(&self) -> &[i64] {
+        &self.obs_shape
+    }
+    fn action_dim(&self) -> i64 {
+        self.action_dim
+    }
+    fn latent_shape(&self) -> &[i64] {
+        &self.latent_shape
+    }
+
+    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        self.frozen().encode(obs, "encode")
+    }
+
+    fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        self.frozen().rollout(z0, actions, "rollout")
+    }
+
+    fn supports_grad(&self) -> bool {
+        true
+    }
+
+    fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let frozen = self.frozen();
+        tch::with_grad(|| frozen.rollout(z0, actions, "rollout_grad"))
+    }
+}

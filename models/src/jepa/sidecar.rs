@@ -1,0 +1,132 @@
+//! The files of a saved JEPA model: `<name>.safetensors` (weights) and `<name>.json` (sidecar).
+
+use super::config::{JepaConfig, ObsNorm};
+use crate::{ModelError, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Value of [`JepaSidecar::format`].
+pub const SIDECAR_FORMAT: &str = "zplan-jepa";
+/// Current [`JepaSidecar::version`].
+pub const SIDECAR_VERSION: u32 = 1;
+
+/// Everything but the weights: the JSON file next to `<name>.safetensors`.
+///
+/// ```json
+/// {
+///   "format": "zplan-jepa",
+///   "version": 1,
+///   "config": { "obs_dim": 4, "action_dim": 2, "latent_dim": 64, ... },
+///   "obs_norm": { "mean": [...], "std": [...] },
+///   "scenario": { ...the serialised zplan_sim::ScenarioConfig... } or null,
+///   "training": { ...free-form: data, steps, losses, commands... }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JepaSidecar {
+    /// Always [`SIDECAR_FORMAT`]; guards against loading an unrelated JSON file.
+    pub format: String,
+    /// File format version, [`SIDECAR_VERSION`].
+    pub version: u32,
+    /// Architecture sizes.
+    pub config: JepaConfig,
+    /// Observation normalisation applied inside `encode`.
+    pub obs_norm: ObsNorm,
+    /// The scenario the model was trained for (a serialised `zplan_sim::ScenarioConfig`), kept
+    /// as JSON so that a sidecar stays readable when the scenario format evolves.
+    #[serde(default)]
+    pub scenario: Option<serde_json::Value>,
+    /// Free-form training information (data set, steps, final losses, command line, ...).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// The weights and sidecar paths for a model path given as `<name>`, `<name>.safetensors` or
+/// `<name>.json`.
+pub fn jepa_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let base = match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") | Some("json") => path.with_extension(""),
+        _ => path.to_path_buf(),
+    };
+    let mut weights = base.clone().into_os_string();
+    weights.push(".safetensors");
+    let mut sidecar = base.into_os_string();
+    sidecar.push(".json");
+    (PathBuf::from(weights), PathBuf::from(sidecar))
+}
+
+impl JepaSidecar {
+    /// Reads and validates a sidecar file.
+    ///
+    /// # Errors
+    /// [`ModelError::NotFound`], [`ModelError::Io`], or [`ModelError::Sidecar`] for bad JSON, a
+    /// wrong format tag or version, or invalid sizes/normalisation.
+    pub fn read(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(ModelError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| ModelError::Sidecar {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let sidecar: JepaSidecar = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if sidecar.format != SIDECAR_FORMAT {
+            return Err(bad(format!(
+                "format is `{}`, expected `{SIDECAR_FORMAT}`",
+                sidecar.format
+            )));
+        }
+        if sidecar.version != SIDECAR_VERSION {
+            return Err(bad(format!(
+                "version {} is not supported (this zplan reads version {SIDECAR_VERSION})",
+                sidecar.version
+            )));
+        }
+        sidecar.config.validate().map_err(|e| bad(e.to_string()))?;
+        sidecar
+            .obs_norm
+            .validate(sidecar.config.obs_dim as usize)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(sidecar)
+    }
+
+    /// Writes the sidecar as pretty-printed JSON.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] when the file cannot be written.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| ModelError::Sidecar {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(path, text + "\n").map_err(|source| ModelError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_any_of_the_three_forms() {
+        for p in ["m/reach", "m/reach.safetensors", "m/reach.json"] {
+            let (w, s) = jepa_paths(Path::new(p));
+            assert_eq!(w, Path::new("m/reach.safetensors"));
+            assert_eq!(s, Path::new("m/reach.json"));
+        }
+        let (w, _) = jepa_paths(Path::new("m/reach.v2"));
+        assert_eq!(w, Path::new("m/reach.v2.safetensors"));
+    }
+}

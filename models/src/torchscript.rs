@@ -1,0 +1,372 @@
+//! World models brought from PyTorch as TorchScript modules.
+
+use crate::error::{summarize, TchContext};
+use crate::util::{fmt_shape, seeded_uniform, to_float_on, validate_shape, Site};
+use crate::{ModelError, Result, WorldModel};
+use std::path::{Path, PathBuf};
+use tch::{CModule, Device, IValue, Tensor};
+
+/// Batch size of the load-time probe.
+const PROBE_BATCH: i64 = 2;
+/// Horizon of the load-time probe of `rollout`.
+const PROBE_HORIZON: i64 = 3;
+
+/// A TorchScript module that follows zplan's world-model contract (see `models/README.md`):
+///
+/// - `encode(obs: [B, *obs_shape]) -> [B, *latent_shape]`
+/// - `predict(z: [B, *latent_shape], action: [B, A]) -> [B, *latent_shape]`
+/// - optional `rollout(z: [B, *latent_shape], actions: [B, H, A]) -> [B, H, *latent_shape]`,
+///   used instead of looping `predict` when present.
+///
+/// [`TorchScriptModel::load`] probes the module with a batch of two seeded random observations
+/// and actions, so that a model that does not fit fails at load time with one clear error
+/// rather than deep inside a planner. The latent shape is whatever `encode` returns.
+///
+/// Parameters are frozen at load (`requires_grad = false`): inference never records autograd,
+/// and [`WorldModel::rollout_grad`] differentiates with respect to the actions only.
+#[derive(Debug)]
+pub struct TorchScriptModel {
+    // `CModule` is `Send + Sync`: TorchScript methods may be called from several threads.
+    module: CModule,
+    name: String,
+    path: PathBuf,
+    device: Device,
+    obs_shape: Vec<i64>,
+    action_dim: i64,
+    latent_shape: Vec<i64>,
+    has_rollout: bool,
+}
+
+impl TorchScriptModel {
+    /// Loads a TorchScript file onto `device` and probes it with observations of `obs_shape`
+    /// and actions of size `action_dim`.
+    ///
+    /// # Errors
+    /// [`ModelError::NotFound`] for a missing file, [`ModelError::NotTorchScript`] for a file
+    /// libtorch cannot load, [`ModelError::MissingMethod`] when `encode` or `predict` is
+    /// missing, [`ModelError::ShapeMismatch`] / [`ModelError::WrongKind`] when a probe output
+    /// does not follow the contract, [`ModelError::NonFinite`] for NaN/Inf probe outputs and
+    /// [`ModelError::Torch`] when a method fails on the probe inputs.
+    pub fn load(
+        path: impl AsRef<Path>,
+        obs_shape: &[i64],
+        action_dim: i64,
+        device: Device,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        validate_shape("observation shape", obs_shape)?;
+        if action_dim <= 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "action size must be positive, got {action_dim}"
+            )));
+        }
+        if !path.is_file() {
+            return Err(ModelError::NotFound { path });
+        }
+        let mut module =
+            CModule::load_on_device(&path, device).map_err(|e| ModelError::NotTorchScript {
+                path: path.clone(),
+                reason: load_failure(&e),
+            })?;
+        let name = format!("torchscript:{}", path.display());
+        module
+            .f_set_eval()
+            .ctx(|| format!("{name}: switching to eval mode"))?;
+        for (pname, mut p) in module
+            .named_parameters()
+            .ctx(|| format!("{name}: listing parameters"))?
+        {
+            let _ = p
+                .f_requires_grad_(false)
+                .ctx(|| format!("{name}: freezing parameter `{pname}`"))?;
+        }
+        for method in ["encode", "predict"] {
+            if !has_method(&module, method) {
+                return Err(ModelError::MissingMethod {
+                    model: name,
+                    method,
+                });
+            }
+        }
+        let has_rollout = has_method(&module, "rollout");
+        let mut model = TorchScriptModel {
+            module,
+            name,
+            path,
+            device,
+            obs_shape: obs_shape.to_vec(),
+            action_dim,
+            latent_shape: Vec::new(),
+            has_rollout,
+        };
+        model.probe()?;
+        tracing::debug!(
+            model = %model.name,
+            latent = %fmt_shape(&model.latent_shape),
+            rollout = model.has_rollout,
+            "loaded TorchScript world model"
+        );
+        Ok(model)
+    }
+
+    /// Runs every method once on seeded random inputs and records the latent shape.
+    fn probe(&mut self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let b = PROBE_BATCH;
+        let mut obs_size = vec![b];
+        obs_size.extend_from_slice(&self.obs_shape);
+        let obs = seeded_uniform(&obs_size, -1.0, 1.0, 0x5eed, self.device)?;
+        let z = self.call("encode", &[&obs], &obs_size)?;
+        let site = Site {
+            model: &self.name,
+            method: "encode",
+        };
+        site.check_float("output", &z)?;
+        let z_size = z.size();
+        if z_size.len() < 2 || z_size[0] != b {
+            return Err(site.shape_err("output", format!("[B={b}, *latent_shape]"), &z_size));
+        }
+        site.check_finite(&z)?;
+        self.latent_shape = z_size[1..].to_vec();
+
+        let a = seeded_uniform(&[b, self.action_dim], -1.0, 1.0, 0xac7, self.device)?;
+        let next = self.predict_raw(&z, &a)?;
+        Site {
+            model: &self.name,
+            method: "predict",
+        }
+        .check_finite(&next)?;
+
+        if self.has_rollout {
+            let actions = seeded_uniform(
+                &[b, PROBE_HORIZON, self.action_dim],
+                -1.0,
+                1.0,
+                0xac8,
+                self.device,
+            )?;
+            let zs = self.rollout_fused(&z, &actions)?;
+            Site {
+                model: &self.name,
+                method: "rollout",
+            }
+            .check_finite(&zs)?;
+            self.warn_if_rollout_disagrees(&z, &actions, &zs)?;
+        }
+        Ok(())
+    }
+
+    /// The contract says `rollout` equals `predict` looped; a model that breaks it still loads
+    /// (the fused method may legitimately differ in the last bits), with a warning.
+    fn warn_if_rollout_disagrees(&self, z: &Tensor, actions: &Tensor, zs: &Tensor) -> Result<()> {
+        let mut cur = z.shallow_clone();
+        let mut worst = 0f64;
+        for t in 0..PROBE_HORIZON {
+            let a = actions.f_select(1, t).ctx(|| "probe".into())?;
+            cur = self.predict_raw(&cur, &a)?;
+            let diff = zs
+                .f_select(1, t)
+                .and_then(|r| r.f_sub(&cur))
+                .and_then(|d| d.f_abs())
+                .and_then(|d| d.f_max())
+                .and_then(|m| m.f_double_value(&[]))
+                .ctx(|| "probe".into())?;
+            let scale = cur
+                .f_abs()
+                .and_then(|c| c.f_max())
+                .and_then(|m| m.f_double_value(&[]))
+                .unwrap_or(1.0);
+            worst = worst.max(diff / (1.0 + scale));
+        }
+        if worst > 1e-4 {
+            tracing::warn!(
+                model = %self.name,
+                "`rollout` disagrees with looped `predict` on the probe (relative difference {worst:.2e})"
+            );
+        }
+        Ok(())
+    }
+
+    /// Calls a method of the module; `shape_hint` names the input in the error.
+    fn call(&self, method: &str, inputs: &[&Tensor], shape_hint: &[i64]) -> Result<Tensor> {
+        self.module.method_ts(method, inputs).map_err(|source| ModelError::Torch {
+            context: format!(
+                "model `{}`: `{method}` failed on input of shape {} (does the model expect this shape?)",
+                self.name,
+                fmt_shape(shape_hint)
+            ),
+            source,
+        })
+    }
+
+    /// One `predict` call with the output checked against `[B, *latent_shape]`.
+    fn predict_raw(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
+        let next = self.call("predict", &[z, a], &z.size())?;
+        let site = Site {
+            model: &self.name,
+            method: "predict",
+        };
+        site.check_float("output", &next)?;
+        site.check_shape("output", &next, &[("B", z.size()[0])], &self.latent_shape)?;
+        Ok(next)
+    }
+
+    /// The module's own `rollout`, output checked against `[B, H, *latent_shape]`.
+    fn rollout_fused(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let size = actions.size();
+        let zs = self.call("rollout", &[z0, actions], &size)?;
+        let site = Site {
+            model: &self.name,
+            method: "rollout",
+        };
+        site.check_float("output", &zs)?;
+        site.check_shape(
+            "output",
+            &zs,
+            &[("B", size[0]), ("H", size[1])],
+            &self.latent_shape,
+        )?;
+        Ok(zs)
+    }
+
+    /// Validates inputs and rolls out in the caller's grad mode.
+    fn rollout_impl(&self, z0: &Tensor, actions: &Tensor, method: &'static str) -> Result<Tensor> {
+        let site = Site {
+            model: &self.name,
+            method,
+        };
+        let z0 = to_float_on(z0, self.device)?;
+        let actions = to_float_on(actions, self.device)?;
+        let b = z0.size().first().copied().unwrap_or(-1);
+        site.check_shape("input `z0`", &z0, &[("B", b)], &self.latent_shape)?;
+        let h = actions.size().get(1).copied().unwrap_or(-1);
+        site.check_shape(
+            "input `actions`",
+            &actions,
+            &[("B", b), ("H", h)],
+            &[self.action_dim],
+        )?;
+        if h == 0 {
+            let mut size = vec![b, 0];
+            size.extend_from_slice(&self.latent_shape);
+            return Tensor::f_zeros(&size, (tch::Kind::Float, self.device))
+                .ctx(|| "empty rollout".into());
+        }
+        if self.has_rollout {
+            return self.rollout_fused(&z0, &actions);
+        }
+        let mut z = z0;
+        let mut out = Vec::with_capacity(h as usize);
+        for t in 0..h {
+            let a = actions
+                .f_select(1, t)
+                .ctx(|| format!("{}: selecting action step {t}", self.name))?;
+            z = self.predict_raw(&z, &a)?;
+            out.push(z.shallow_clone());
+        }
+        Tensor::f_stack(&out, 1).ctx(|| format!("{}: stacking the rollout", self.name))
+    }
+
+    /// One prediction step: `predict(z [B, *latent_shape], action [B, A]) -> [B, *latent_shape]`,
+    /// without autograd.
+    pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let site = Site {
+            model: &self.name,
+            method: "predict",
+        };
+        let z = to_float_on(z, self.device)?;
+        let action = to_float_on(action, self.device)?;
+        let b = z.size().first().copied().unwrap_or(-1);
+        site.check_shape("input `z`", &z, &[("B", b)], &self.latent_shape)?;
+        site.check_shape("input `action`", &action, &[("B", b)], &[self.action_dim])?;
+        self.predict_raw(&z, &action)
+    }
+
+    /// Whether the module has its own `rollout` method (otherwise `predict` is looped).
+    pub fn has_rollout(&self) -> bool {
+        self.has_rollout
+    }
+
+    /// The file the module was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl WorldModel for TorchScriptModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn obs_shape(&self) -> &[i64] {
+        &self.obs_shape
+    }
+    fn action_dim(&self) -> i64 {
+        self.action_dim
+    }
+    fn latent_shape(&self) -> &[i64] {
+        &self.latent_shape
+    }
+
+    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let site = Site {
+            model: &self.name,
+            method: "encode",
+        };
+        let obs = to_float_on(obs, self.device)?;
+        let b = obs.size().first().copied().unwrap_or(-1);
+        site.check_shape("input `obs`", &obs, &[("B", b)], &self.obs_shape)?;
+        let z = self.call("encode", &[&obs], &obs.size())?;
+        site.check_float("output", &z)?;
+        site.check_shape("output", &z, &[("B", b)], &self.latent_shape)?;
+        Ok(z)
+    }
+
+    fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        self.rollout_impl(z0, actions, "rollout")
+    }
+
+    fn supports_grad(&self) -> bool {
+        true
+    }
+
+    fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        tch::with_grad(|| self.rollout_impl(z0, actions, "rollout_grad"))
+    }
+}
+
+/// Why libtorch could not load a file, with a hint for the common mistakes.
+fn load_failure(err: &tch::TchError) -> String {
+    let text = summarize(err);
+    let text = text
+        .split(" This is an internal miniz error")
+        .next()
+        .unwrap_or(&text)
+        .to_string();
+    if text.contains("constants.pkl") {
+        format!("{text} (this looks like torch.save of a Python object, not a scripted module)")
+    } else if text.contains("not a ZIP archive") {
+        format!("{text} (not a file written by torch.jit.save)")
+    } else {
+        text
+    }
+}
+
+/// Whether the module has a method called `name`.
+///
+/// tch exposes no method list, so we call the method with no arguments: libtorch answers
+/// "Method 'name' is not defined" for a missing one and a schema error (missing argument)
+/// without running anything for one that exists.
+fn has_method(module: &CModule, name: &str) -> bool {
+    match module.method_is::<IValue>(name, &[]) {
+        Ok(_) => true,
+        Err(e) => !e
+            .to_string()
+            .contains(&format!("Method '{name}' is not defined")),
+    }
+}
