@@ -102,23 +102,37 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
 }
 
 /// Collects a dataset into `out` (created). Deterministic for a given config.
-pub fn collect(scenario: &ScenarioConfig, cfg: &CollectConfig, out: &Path, progress: bool) -> Result<DatasetMeta> {
+pub fn collect(
+    scenario: &ScenarioConfig,
+    cfg: &CollectConfig,
+    out: &Path,
+    progress: bool,
+) -> Result<DatasetMeta> {
     if cfg.episodes == 0 || cfg.steps == 0 {
         bail!("--episodes and --steps must be at least 1");
     }
     if !(cfg.beta >= 0.0 && cfg.beta.is_finite()) || !(cfg.scale > 0.0 && cfg.scale.is_finite()) {
-        bail!("--beta must be >= 0 and --scale > 0 (got {} and {})", cfg.beta, cfg.scale);
+        bail!(
+            "--beta must be >= 0 and --scale > 0 (got {} and {})",
+            cfg.beta,
+            cfg.scale
+        );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let spec = scenario.spec();
     let n = cfg.episodes as usize;
-    let bar = if progress { indicatif::ProgressBar::new(cfg.episodes) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.episodes)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let (tx, rx) = crossbeam::channel::unbounded::<u64>();
     for i in 0..cfg.episodes {
         tx.send(i).ok();
     }
     drop(tx);
-    let results: std::sync::Mutex<Vec<Option<Episode>>> = std::sync::Mutex::new((0..n).map(|_| None).collect());
+    let results: std::sync::Mutex<Vec<Option<Episode>>> =
+        std::sync::Mutex::new((0..n).map(|_| None).collect());
     let first_err: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..cfg.workers.max(1) {
@@ -156,15 +170,24 @@ pub fn collect(scenario: &ScenarioConfig, cfg: &CollectConfig, out: &Path, progr
         .context("an episode is missing (a worker stopped)")?;
     let t = cfg.steps as usize;
     let (d, a) = (spec.obs_dim(), spec.action_dim());
-    let obs: Vec<f32> = episodes.iter().flat_map(|e| e.obs.iter().copied()).collect();
-    let acts: Vec<f32> = episodes.iter().flat_map(|e| e.actions.iter().copied()).collect();
+    let obs: Vec<f32> = episodes
+        .iter()
+        .flat_map(|e| e.obs.iter().copied())
+        .collect();
+    let acts: Vec<f32> = episodes
+        .iter()
+        .flat_map(|e| e.actions.iter().copied())
+        .collect();
     let seeds: Vec<i64> = episodes.iter().map(|e| e.seed as i64).collect();
     let obs_t = tch::Tensor::from_slice(&obs).f_reshape([n as i64, t as i64 + 1, d as i64])?;
     let act_t = tch::Tensor::from_slice(&acts).f_reshape([n as i64, t as i64, a as i64])?;
     let seed_t = tch::Tensor::from_slice(&seeds);
     let data_path = out.join("data.safetensors");
-    tch::Tensor::write_safetensors(&[("obs", &obs_t), ("actions", &act_t), ("seeds", &seed_t)], &data_path)
-        .with_context(|| format!("writing {}", data_path.display()))?;
+    tch::Tensor::write_safetensors(
+        &[("obs", &obs_t), ("actions", &act_t), ("seeds", &seed_t)],
+        &data_path,
+    )
+    .with_context(|| format!("writing {}", data_path.display()))?;
     let meta = DatasetMeta {
         format: FORMAT.into(),
         scenario: scenario.clone(),

@@ -45,8 +45,14 @@ impl Info {
             cuda_devices,
             cudnn_available: tch::Cuda::cudnn_is_available(),
             torch_threads: tch::get_num_threads(),
-            cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            build_profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+            cpu_cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            build_profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
         }
     }
 }
@@ -58,7 +64,9 @@ impl fmt::Display for Info {
         writeln!(
             f,
             "libtorch loaded {}",
-            self.libtorch_loaded.as_deref().unwrap_or("(not found in /proc/self/maps)")
+            self.libtorch_loaded
+                .as_deref()
+                .unwrap_or("(not found in /proc/self/maps)")
         )?;
         writeln!(f, "cuda available  {}", self.cuda_available)?;
         writeln!(f, "cuda devices    {}", self.cuda_devices)?;

@@ -3,6 +3,8 @@
 //! This root crate is the closed-loop runner behind the `zplan` CLI: scenario suites, reports,
 //! sharding and merging. The building blocks live in `zplan-sim` (Rapier scenarios),
 //! `zplan-models` (world models on libtorch) and `zplan-planner` (CEM-family planners, MPC).
+pub mod bench;
+pub mod collect;
 pub mod info;
 pub mod plots;
 pub mod report;
@@ -12,5 +14,4 @@ pub mod seeds;
 pub mod shard;
 pub mod stats;
 pub mod suite;
-pub mod collect;
 pub mod train;

@@ -49,6 +49,10 @@ enum Command {
     Collect(CollectArgs),
     /// Train a JEPA world model on collected data.
     Train(TrainArgs),
+    /// Time one plan on any model against the same rollouts done alone (planner overhead).
+    BenchPlan(zplan::bench::BenchPlanArgs),
+    /// Run a bench suite (planners x budgets x scenarios) closed loop; Pareto plots and table.
+    Bench(zplan::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -92,9 +96,10 @@ struct TrainArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: DeviceChoice,
-    /// torch intra-op threads (default: CPU cores).
-    #[arg(long)]
-    threads: Option<i32>,
+    /// torch intra-op threads. Default 1: the networks are small, and OpenMP workers that
+    /// spin-wait on a busy machine made training 10x slower in our measurements.
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
     /// Latent size.
     #[arg(long)]
     latent_dim: Option<i64>,
@@ -151,7 +156,24 @@ impl TrainArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
-        set!(latent_dim, hidden, layers, rollout_steps, batch, steps, lr, weight_decay, ema, var_weight, cov_weight, inverse_weight, val_fraction, seed, eval_every, time_limit_min);
+        set!(
+            latent_dim,
+            hidden,
+            layers,
+            rollout_steps,
+            batch,
+            steps,
+            lr,
+            weight_decay,
+            ema,
+            var_weight,
+            cov_weight,
+            inverse_weight,
+            val_fraction,
+            seed,
+            eval_every,
+            time_limit_min
+        );
         c
     }
 }
@@ -213,7 +235,8 @@ enum ModelCmd {
 }
 
 fn looks_like_suite(path: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let first = text
         .lines()
         .map(|l| l.trim())
@@ -226,7 +249,13 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
     if looks_like_suite(file)? {
         let suite = LoadedSuite::load(file)?;
         let models = runner::check_models(&suite, device)?;
-        println!("suite `{}` ({}): {} entries, seed {}", suite.suite.name, file.display(), suite.suite.entries.len(), suite.suite.seed);
+        println!(
+            "suite `{}` ({}): {} entries, seed {}",
+            suite.suite.name,
+            file.display(),
+            suite.suite.entries.len(),
+            suite.suite.seed
+        );
         for (i, e) in suite.suite.entries.iter().enumerate() {
             let m = &models[i];
             println!(
@@ -245,8 +274,17 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
         let sc = zplan_sim::ScenarioConfig::load(file)?;
         let spec = sc.spec();
         println!("scenario {} ({})", file.display(), spec.kind);
-        println!("  observation ({}): {}", spec.obs_dim(), spec.obs_names.join(", "));
-        println!("  action ({}): low {:?} high {:?}", spec.action_dim(), spec.action_low, spec.action_high);
+        println!(
+            "  observation ({}): {}",
+            spec.obs_dim(),
+            spec.obs_names.join(", ")
+        );
+        println!(
+            "  action ({}): low {:?} high {:?}",
+            spec.action_dim(),
+            spec.action_low,
+            spec.action_high
+        );
         println!(
             "  control dt {} s = {} substeps x {} s, step limit {}",
             spec.control_dt, spec.substeps, spec.physics_dt, spec.max_steps
@@ -258,11 +296,11 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
 
 fn cmd_run(args: RunArgs) -> Result<()> {
     let (suite_path, out, shard, device) = if let Some(dir) = &args.resume {
-        let m: runner::Manifest = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("run.json"))
-                .with_context(|| format!("{}: no run.json; not a zplan run directory", dir.display()))?,
-        )
-        .with_context(|| format!("{}/run.json is not a zplan run manifest", dir.display()))?;
+        let m: runner::Manifest =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).with_context(
+                || format!("{}: no run.json; not a zplan run directory", dir.display()),
+            )?)
+            .with_context(|| format!("{}/run.json is not a zplan run manifest", dir.display()))?;
         let dev = match (&args.device, &m.device) {
             (Some(d), _) => Some(*d),
             (None, Some(s)) => Some(s.parse().map_err(|e| anyhow::anyhow!("{e}"))?),
@@ -278,7 +316,12 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         let out = args.out.clone().unwrap_or_else(|| {
             let mut d = runner::default_out_dir(&suite.suite.name);
             if shard.count > 1 {
-                d = PathBuf::from(format!("{}-shard{}of{}", d.display(), shard.index, shard.count));
+                d = PathBuf::from(format!(
+                    "{}-shard{}of{}",
+                    d.display(),
+                    shard.index,
+                    shard.count
+                ));
             }
             d
         });
@@ -293,7 +336,12 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         progress: !args.no_progress,
         filmstrips: true,
     };
-    eprintln!("zplan run: suite {} shard {} -> {}", suite_path.display(), shard, out.display());
+    eprintln!(
+        "zplan run: suite {} shard {} -> {}",
+        suite_path.display(),
+        shard,
+        out.display()
+    );
     let outcome = runner::run_suite(&suite, &opts)?;
     let errors = outcome.records.iter().filter(|r| r.error.is_some()).count();
     println!("\n{}", outcome.summary_md);
@@ -335,9 +383,19 @@ fn main() -> Result<()> {
                 beta: a.beta,
                 scale: a.scale,
                 action_repeat: a.action_repeat,
-                workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                workers: a.workers.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                }),
             };
-            eprintln!("zplan collect: {} episodes x {} steps of {} -> {}", cfg.episodes, cfg.steps, a.scenario.display(), a.out.display());
+            eprintln!(
+                "zplan collect: {} episodes x {} steps of {} -> {}",
+                cfg.episodes,
+                cfg.steps,
+                a.scenario.display(),
+                a.out.display()
+            );
             let meta = zplan::collect::collect(&sc, &cfg, &a.out, true)?;
             println!(
                 "wrote {} episodes x {} steps ({} obs fields, {} actions) to {}",
@@ -350,9 +408,7 @@ fn main() -> Result<()> {
         }
         Command::Train(a) => {
             let cfg = a.config();
-            if let Some(t) = a.threads {
-                tch::set_num_threads(t);
-            }
+            tch::set_num_threads(a.threads.max(1));
             let device = a.device.resolve()?;
             let data = zplan::train::load_dataset(&a.data)?;
             eprintln!(
@@ -364,21 +420,41 @@ fn main() -> Result<()> {
             );
             let r = zplan::train::train(&data, &cfg, &a.out, device, true)?;
             println!("trained {} steps in {:.0} s", r.steps, r.seconds);
-            println!("validation prediction loss: {:.5} at start, best {:.5} at step {}", r.initial_val_loss, r.best_val_loss, r.best_step);
+            println!(
+                "validation prediction loss: {:.5} at start, best {:.5} at step {}",
+                r.initial_val_loss, r.best_val_loss, r.best_step
+            );
             println!(
                 "latent health: per-dim std min {:.3} mean {:.3}, collapsed dims {}, linear probe R² {:.3}",
                 r.health.min_std, r.health.mean_std, r.health.collapsed_dims, r.health.probe_r2
             );
-            println!("saved {} (+ sidecar .json, loss curve .loss.png, report .train.json)", a.out.display());
+            println!(
+                "saved {} (+ sidecar .json, loss curve .loss.png, report .train.json)",
+                a.out.display()
+            );
         }
         Command::Run(args) => cmd_run(args)?,
+        Command::BenchPlan(args) => zplan::bench::bench_plan(&args)?,
+        Command::Bench(args) => zplan::bench::bench_suite(&args)?,
         Command::Merge { dirs, out } => {
             let out = out.unwrap_or_else(|| runner::default_out_dir("merged"));
             let outcome = runner::merge(&dirs, &out)?;
             println!("{}", outcome.summary_md);
-            println!("{} episodes merged into {}", outcome.records.len(), out.display());
+            println!(
+                "{} episodes merged into {}",
+                outcome.records.len(),
+                out.display()
+            );
         }
-        Command::Model(ModelCmd::Inspect { model, scenario, obs_shape, action_dim, device, batch, horizon }) => {
+        Command::Model(ModelCmd::Inspect {
+            model,
+            scenario,
+            obs_shape,
+            action_dim,
+            device,
+            batch,
+            horizon,
+        }) => {
             let spec: zplan_models::ModelSpec = model.parse()?;
             let m = match (scenario, obs_shape, action_dim) {
                 (Some(p), _, _) => {

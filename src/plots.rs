@@ -35,14 +35,20 @@ fn palette(i: usize) -> RGBColor {
     C[i % C.len()]
 }
 
-fn success_chart<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, rows: &[SummaryRow]) -> DrawResult
+fn success_chart<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    rows: &[SummaryRow],
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE)?;
     let n = rows.len().max(1) as i32;
     let mut chart = ChartBuilder::on(&area)
-        .caption("success rate per entry (95% Wilson interval)", ("sans-serif", 20))
+        .caption(
+            "success rate per entry (95% Wilson interval)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(60)
         .y_label_area_size(50)
@@ -61,11 +67,17 @@ where
     for (i, r) in rows.iter().enumerate() {
         let i = i as i32;
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r.success_rate)],
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), r.success_rate),
+            ],
             palette(i as usize).filled(),
         )))?;
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(SegmentValue::CenterOf(i), r.success_ci_low), (SegmentValue::CenterOf(i), r.success_ci_high)],
+            vec![
+                (SegmentValue::CenterOf(i), r.success_ci_low),
+                (SegmentValue::CenterOf(i), r.success_ci_high),
+            ],
             BLACK.stroke_width(2),
         )))?;
     }
@@ -73,14 +85,19 @@ where
     Ok(())
 }
 
-fn latency_hist<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, recs: &[EpisodeRecord]) -> DrawResult
+fn latency_hist<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    recs: &[EpisodeRecord],
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     area.fill(&WHITE)?;
     let mut per_entry: BTreeMap<usize, (String, Vec<f64>)> = BTreeMap::new();
     for r in recs {
-        let e = per_entry.entry(r.entry_index).or_insert_with(|| (r.entry.clone(), Vec::new()));
+        let e = per_entry
+            .entry(r.entry_index)
+            .or_insert_with(|| (r.entry.clone(), Vec::new()));
         e.1.extend(r.plan_ms.iter().copied().filter(|x| x.is_finite()));
     }
     let max = per_entry
@@ -107,7 +124,11 @@ where
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..max * 1.05, 0u32..top + top / 10 + 1)?;
-    chart.configure_mesh().x_desc("plan time (ms)").y_desc("plans").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("plan time (ms)")
+        .y_desc("plans")
+        .draw()?;
     for (i, (name, c)) in counts.iter().enumerate() {
         let color = palette(i);
         chart
@@ -118,12 +139,19 @@ where
             .label(name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
     area.present()?;
     Ok(())
 }
 
-fn distance_chart<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, recs: &[EpisodeRecord]) -> DrawResult
+fn distance_chart<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    recs: &[EpisodeRecord],
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -138,7 +166,11 @@ where
             .1
             .push(&r.distance_trace);
     }
-    let len = per_entry.values().flat_map(|(_, v)| v.iter().map(|t| t.len())).max().unwrap_or(1);
+    let len = per_entry
+        .values()
+        .flat_map(|(_, v)| v.iter().map(|t| t.len()))
+        .max()
+        .unwrap_or(1);
     let mut curves = Vec::new();
     let mut ymax = 1e-3f64;
     for (name, traces) in per_entry.values() {
@@ -159,15 +191,25 @@ where
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..(len.max(2) - 1) as f64, 0f64..ymax * 1.05)?;
-    chart.configure_mesh().x_desc("control step").y_desc("distance to goal").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("control step")
+        .y_desc("distance to goal")
+        .draw()?;
     for (i, (name, c)) in curves.into_iter().enumerate() {
         let color = palette(i);
         chart
             .draw_series(LineSeries::new(c, color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
+            });
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
     area.present()?;
     Ok(())
 }
@@ -179,21 +221,27 @@ pub fn write_all(dir: &Path, recs: &[EpisodeRecord], rows: &[SummaryRow]) -> any
     let size = (900u32, 540u32);
     {
         let p = dir.join("success.png");
-        success_chart(BitMapBackend::new(&p, size).into_drawing_area(), rows).map_err(|e| err("success.png", e))?;
+        success_chart(BitMapBackend::new(&p, size).into_drawing_area(), rows)
+            .map_err(|e| err("success.png", e))?;
         let p = dir.join("success.svg");
-        success_chart(SVGBackend::new(&p, size).into_drawing_area(), rows).map_err(|e| err("success.svg", e))?;
+        success_chart(SVGBackend::new(&p, size).into_drawing_area(), rows)
+            .map_err(|e| err("success.svg", e))?;
     }
     {
         let p = dir.join("latency.png");
-        latency_hist(BitMapBackend::new(&p, size).into_drawing_area(), recs).map_err(|e| err("latency.png", e))?;
+        latency_hist(BitMapBackend::new(&p, size).into_drawing_area(), recs)
+            .map_err(|e| err("latency.png", e))?;
         let p = dir.join("latency.svg");
-        latency_hist(SVGBackend::new(&p, size).into_drawing_area(), recs).map_err(|e| err("latency.svg", e))?;
+        latency_hist(SVGBackend::new(&p, size).into_drawing_area(), recs)
+            .map_err(|e| err("latency.svg", e))?;
     }
     {
         let p = dir.join("distance.png");
-        distance_chart(BitMapBackend::new(&p, size).into_drawing_area(), recs).map_err(|e| err("distance.png", e))?;
+        distance_chart(BitMapBackend::new(&p, size).into_drawing_area(), recs)
+            .map_err(|e| err("distance.png", e))?;
         let p = dir.join("distance.svg");
-        distance_chart(SVGBackend::new(&p, size).into_drawing_area(), recs).map_err(|e| err("distance.svg", e))?;
+        distance_chart(SVGBackend::new(&p, size).into_drawing_area(), recs)
+            .map_err(|e| err("distance.svg", e))?;
     }
     Ok(())
 }

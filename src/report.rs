@@ -89,14 +89,22 @@ pub fn summarize(records: &[EpisodeRecord]) -> Vec<SummaryRow> {
                 episodes,
                 errors,
                 successes,
-                success_rate: if episodes == 0 { 0.0 } else { successes as f64 / episodes as f64 },
+                success_rate: if episodes == 0 {
+                    0.0
+                } else {
+                    successes as f64 / episodes as f64
+                },
                 success_ci_low: lo,
                 success_ci_high: hi,
                 mean_final_distance,
                 plan_ms_p50: percentile(&lat, 50.0).unwrap_or(f64::NAN),
                 plan_ms_p95: percentile(&lat, 95.0).unwrap_or(f64::NAN),
                 plan_ms_p99: percentile(&lat, 99.0).unwrap_or(f64::NAN),
-                rollouts_per_s: if plan_s > 0.0 { rollouts as f64 / plan_s } else { 0.0 },
+                rollouts_per_s: if plan_s > 0.0 {
+                    rollouts as f64 / plan_s
+                } else {
+                    0.0
+                },
             }
         })
         .collect()
@@ -175,7 +183,10 @@ pub fn write_report(dir: &Path, records: &[EpisodeRecord]) -> anyhow::Result<Str
     let rows = summarize(&recs);
     std::fs::write(dir.join("summary.csv"), to_csv(&rows))?;
     let md = to_markdown(&rows);
-    std::fs::write(dir.join("summary.md"), format!("# zplan run summary\n\n{md}"))?;
+    std::fs::write(
+        dir.join("summary.md"),
+        format!("# zplan run summary\n\n{md}"),
+    )?;
     crate::plots::write_all(dir, &recs, &rows)?;
     Ok(md)
 }
@@ -187,7 +198,11 @@ mod tests {
 
     #[test]
     fn summary_is_order_and_duplicate_independent() {
-        let mut a = vec![sample_record(0, 0, true), sample_record(0, 1, false), sample_record(1, 0, true)];
+        let mut a = vec![
+            sample_record(0, 0, true),
+            sample_record(0, 1, false),
+            sample_record(1, 0, true),
+        ];
         let s1 = summarize(&a);
         a.reverse();
         a.push(sample_record(0, 0, true));

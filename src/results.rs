@@ -67,7 +67,10 @@ impl ResultsWriter {
     /// first so the file stays valid JSONL.
     pub fn append(path: &Path) -> std::io::Result<Self> {
         repair_torn_tail(path)?;
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(ResultsWriter { file })
     }
 
@@ -82,11 +85,17 @@ impl ResultsWriter {
 }
 
 fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
-    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(());
+    };
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
     }
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+    let keep = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let f = std::fs::OpenOptions::new().write(true).open(path)?;
     f.set_len(keep as u64)
 }
@@ -131,7 +140,10 @@ pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
         buf.clear();
         let n = reader
             .read_line(&mut buf)
-            .map_err(|source| ResultsError::Io { path: p.clone(), source })?;
+            .map_err(|source| ResultsError::Io {
+                path: p.clone(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
@@ -142,8 +154,11 @@ pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
         if buf.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(buf.trim_end())
-            .map_err(|source| ResultsError::Parse { path: p.clone(), line: line_no, source })?;
+        let rec = serde_json::from_str(buf.trim_end()).map_err(|source| ResultsError::Parse {
+            path: p.clone(),
+            line: line_no,
+            source,
+        })?;
         out.push(rec);
     }
     Ok(out)
@@ -188,14 +203,20 @@ mod tests {
         w.write(&sample_record(0, 1, false)).unwrap();
         drop(w);
         // Simulate a kill in the middle of writing a third line.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"{\"entry\":\"e0\",\"entry_in").unwrap();
         drop(f);
         assert_eq!(read_results(&path).unwrap().len(), 2);
         let mut w = ResultsWriter::append(&path).unwrap();
         w.write(&sample_record(0, 2, true)).unwrap();
         let recs = read_results(&path).unwrap();
-        assert_eq!(recs.iter().map(|r| r.episode).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            recs.iter().map(|r| r.episode).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]

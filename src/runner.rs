@@ -85,7 +85,11 @@ fn filmstrip(frames: &[Image]) -> Option<Image> {
             rgb[off..off + src.len()].copy_from_slice(src);
         }
     }
-    Some(Image { width: total_w, height: h, rgb })
+    Some(Image {
+        width: total_w,
+        height: h,
+        rgb,
+    })
 }
 
 /// Everything one episode needs, shared read-only across workers.
@@ -100,13 +104,21 @@ struct EntryCtx {
 
 /// Runs one closed-loop episode. The planner sees only observations (through the model's
 /// encoder); the simulator's success predicate and distance are recorded, never acted upon.
-fn run_episode(ctx: &EntryCtx, episode: u64, seed: u64, frames_out: Option<&mut Vec<Image>>) -> Result<EpisodeRecord> {
+fn run_episode(
+    ctx: &EntryCtx,
+    episode: u64,
+    seed: u64,
+    frames_out: Option<&mut Vec<Image>>,
+) -> Result<EpisodeRecord> {
     let started = Instant::now();
     let mut env: Box<dyn Env> = ctx.scenario.build()?;
     env.reset(seed)?;
     let spec = env.spec().clone();
     let bounds = ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())?;
-    let planner = ctx.entry.planner.build(bounds, ctx.entry.energy.clone(), seed)?;
+    let planner = ctx
+        .entry
+        .planner
+        .build(bounds, ctx.entry.energy.clone(), seed)?;
     let planner_name = planner.name().to_string();
     let mut mpc = Mpc::new(ctx.model.clone(), planner, ctx.entry.mpc.clone())?;
     mpc.reset_episode(&env.goal_observation(), seed)?;
@@ -205,13 +217,19 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Sets torch's intra-op threads so that `workers × threads <= cores`.
 pub fn torch_threads_for(workers: usize) -> i32 {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     (cores / workers.max(1)).max(1) as i32
 }
 
 /// Runs (or resumes) a suite into `opts.out`.
 pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    // Every model is loaded and probed before anything is written or run.
+    let device = opts.device.unwrap_or(DeviceChoice::Auto);
+    let models = check_models(suite, device)?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
     let manifest_path = opts.out.join("run.json");
     let manifest = Manifest {
         suite_path: std::fs::canonicalize(&suite.path).unwrap_or_else(|_| suite.path.clone()),
@@ -251,11 +269,13 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
 
     let workers = opts
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .clamp(1, todo.len().max(1));
     tch::set_num_threads(torch_threads_for(workers));
-    let device = opts.device.unwrap_or(DeviceChoice::Auto);
-    let models = check_models(suite, device)?;
     let ctxs: Vec<EntryCtx> = suite
         .suite
         .entries
@@ -276,8 +296,10 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(todo.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} episodes  eta {eta}  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} episodes  eta {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -323,8 +345,17 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
                             tracing::warn!("could not write {}: {e}", p.display());
                         }
                     }
-                    bar.set_message(format!("{} ep {} {}", ctx.name, ep, if rec.success { "ok" } else { "fail" }));
-                    if let Err(e) = writer.lock().map_err(|_| anyhow::anyhow!("writer poisoned")).and_then(|mut w| Ok(w.write(&rec)?)) {
+                    bar.set_message(format!(
+                        "{} ep {} {}",
+                        ctx.name,
+                        ep,
+                        if rec.success { "ok" } else { "fail" }
+                    ));
+                    if let Err(e) = writer
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("writer poisoned"))
+                        .and_then(|mut w| Ok(w.write(&rec)?))
+                    {
                         write_err.lock().map(|mut g| *g = Some(e)).ok();
                         return;
                     }
@@ -339,17 +370,33 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     }
     let records = read_results(&results_path)?;
     let summary_md = crate::report::write_report(&opts.out, &records)?;
-    Ok(RunOutcome { ran: todo.len(), skipped, records, summary_md })
+    Ok(RunOutcome {
+        ran: todo.len(),
+        skipped,
+        records,
+        summary_md,
+    })
 }
 
 /// File-name-safe version of an entry name.
 pub fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A fresh run directory under `runs/`: `runs/<suite>-<unix time>`.
 pub fn default_out_dir(suite_name: &str) -> PathBuf {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     Path::new("runs").join(format!("{}-{t}", sanitize(suite_name)))
 }
 
@@ -360,23 +407,37 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunOutcome> {
     for d in dirs {
         let p = d.join("results.jsonl");
         if !p.exists() {
-            bail!("{}: no results.jsonl (is this a zplan run directory?)", d.display());
+            bail!(
+                "{}: no results.jsonl (is this a zplan run directory?)",
+                d.display()
+            );
         }
         all.extend(read_results(&p)?);
         for f in std::fs::read_dir(d)? {
             let f = f?.path();
-            if f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("filmstrip_")) {
+            if f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("filmstrip_"))
+            {
                 std::fs::copy(&f, out.join(f.file_name().unwrap_or_default()))?;
             }
         }
     }
     let merged = crate::report::canonical(&all);
     let mut w = ResultsWriter::append(&out.join("results.jsonl"))?;
-    let existing: HashSet<_> = read_results(&out.join("results.jsonl"))?.iter().map(|r| r.key()).collect();
+    let existing: HashSet<_> = read_results(&out.join("results.jsonl"))?
+        .iter()
+        .map(|r| r.key())
+        .collect();
     for r in merged.iter().filter(|r| !existing.contains(&r.key())) {
         w.write(r)?;
     }
     let records = read_results(&out.join("results.jsonl"))?;
     let summary_md = crate::report::write_report(out, &records)?;
-    Ok(RunOutcome { ran: 0, skipped: records.len(), records, summary_md })
+    Ok(RunOutcome {
+        ran: 0,
+        skipped: records.len(),
+        records,
+        summary_md,
+    })
 }

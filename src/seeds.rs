@@ -38,7 +38,10 @@ pub fn evaluation_seed(suite_seed: u64, entry: &str, episode: u64) -> u64 {
 
 /// The collection seed of `episode` of a dataset collected with `base_seed`.
 pub fn collection_seed(base_seed: u64, episode: u64) -> u64 {
-    in_range(&COLLECTION, splitmix64(splitmix64(base_seed) ^ splitmix64(episode)))
+    in_range(
+        &COLLECTION,
+        splitmix64(splitmix64(base_seed) ^ splitmix64(episode)),
+    )
 }
 
 #[cfg(test)]

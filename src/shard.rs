@@ -92,10 +92,19 @@ impl Shard {
 impl FromStr for Shard {
     type Err = ShardError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |why: &str| ShardError { given: s.to_string(), why: why.to_string() };
+        let err = |why: &str| ShardError {
+            given: s.to_string(),
+            why: why.to_string(),
+        };
         let (i, n) = s.split_once('/').ok_or_else(|| err("missing `/`"))?;
-        let i = i.trim().parse::<u32>().map_err(|_| err("index is not an integer"))?;
-        let n = n.trim().parse::<u32>().map_err(|_| err("count is not an integer"))?;
+        let i = i
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| err("index is not an integer"))?;
+        let n = n
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| err("count is not an integer"))?;
         Shard::new(i, n).map_err(|e| err(&e.why))
     }
 }
@@ -114,18 +123,28 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        assert_eq!(
+            "1/4".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 4 }
+        );
         assert!("4/4".parse::<Shard>().is_err());
         assert!("0/0".parse::<Shard>().is_err());
         assert!("a/2".parse::<Shard>().is_err());
-        assert!("3".parse::<Shard>().unwrap_err().to_string().contains("expected `i/N`"));
+        assert!("3"
+            .parse::<Shard>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected `i/N`"));
     }
 
     #[test]
     fn env_slurm_and_k8s() {
-        let env: HashMap<&str, &str> =
-            [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "1")]
-                .into();
+        let env: HashMap<&str, &str> = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ]
+        .into();
         let s = Shard::from_env_with(|k| env.get(k).map(|v| v.to_string()), None).unwrap();
         assert_eq!(s, Some(Shard { index: 2, count: 4 }));
         let env: HashMap<&str, &str> = [("JOB_COMPLETION_INDEX", "1")].into();

@@ -143,8 +143,10 @@ impl LoadedSuite {
     /// Models are not loaded here (see [`crate::runner::check_models`]).
     pub fn load(path: &Path) -> Result<Self, SuiteError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SuiteError::Io { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+            path: p.clone(),
+            source,
+        })?;
         let suite: Suite = ron::Options::default()
             .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
             .from_str(&text)
@@ -156,15 +158,25 @@ impl LoadedSuite {
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if suite.entries.is_empty() {
-            return Err(SuiteError::Invalid { path: p, msg: "`entries` is empty".into() });
+            return Err(SuiteError::Invalid {
+                path: p,
+                msg: "`entries` is empty".into(),
+            });
         }
         let mut seen = std::collections::HashSet::new();
         let mut scenarios = Vec::new();
         let mut models = Vec::new();
         for e in &suite.entries {
-            let bad = |msg: String| SuiteError::Entry { path: p.clone(), entry: e.name.clone(), msg };
+            let bad = |msg: String| SuiteError::Entry {
+                path: p.clone(),
+                entry: e.name.clone(),
+                msg,
+            };
             if e.name.trim().is_empty() {
-                return Err(SuiteError::Invalid { path: p.clone(), msg: "an entry has an empty `name`".into() });
+                return Err(SuiteError::Invalid {
+                    path: p.clone(),
+                    msg: "an entry has an empty `name`".into(),
+                });
             }
             if !seen.insert(e.name.clone()) {
                 return Err(bad("duplicate entry name".into()));
@@ -179,26 +191,43 @@ impl LoadedSuite {
             let (name, sc) = match &e.scenario {
                 ScenarioRef::File(f) => {
                     let fp = base.join(f);
-                    let sc = ScenarioConfig::load(&fp).map_err(|err| bad(format!("scenario: {err}")))?;
-                    let stem = fp.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let sc =
+                        ScenarioConfig::load(&fp).map_err(|err| bad(format!("scenario: {err}")))?;
+                    let stem = fp
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     (stem, sc)
                 }
                 ScenarioRef::Inline(sc) => {
-                    sc.validate().map_err(|err| bad(format!("inline scenario: {err}")))?;
+                    sc.validate()
+                        .map_err(|err| bad(format!("inline scenario: {err}")))?;
                     (sc.kind().to_string(), sc.clone())
                 }
             };
-            e.planner.validate().map_err(|err| bad(format!("planner: {err}")))?;
-            e.energy.validate().map_err(|err| bad(format!("energy: {err}")))?;
+            e.planner
+                .validate()
+                .map_err(|err| bad(format!("planner: {err}")))?;
+            e.energy
+                .validate()
+                .map_err(|err| bad(format!("energy: {err}")))?;
             scenarios.push((name, sc));
             models.push(e.model.relative_to(base));
         }
-        Ok(LoadedSuite { path: path.to_path_buf(), text, suite, scenarios, models })
+        Ok(LoadedSuite {
+            path: path.to_path_buf(),
+            text,
+            suite,
+            scenarios,
+            models,
+        })
     }
 
     /// Episodes of entry `i`.
     pub fn episodes(&self, i: usize) -> u64 {
-        self.suite.entries[i].episodes.unwrap_or(self.suite.episodes)
+        self.suite.entries[i]
+            .episodes
+            .unwrap_or(self.suite.episodes)
     }
 
     /// All (entry index, episode) pairs in canonical order; position = global episode index.
@@ -210,10 +239,9 @@ impl LoadedSuite {
 
     /// A short stable hash of the suite text (FNV-1a), recorded in run manifests.
     pub fn text_hash(&self) -> String {
-        let h = self
-            .text
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+        let h = self.text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        });
         format!("{h:016x}")
     }
 }

@@ -114,7 +114,10 @@ impl TrainConfig {
             bail!("--ema must be in [0, 1), got {}", self.ema);
         }
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
-            bail!("--val-fraction must be in (0, 1), got {}", self.val_fraction);
+            bail!(
+                "--val-fraction must be in (0, 1), got {}",
+                self.val_fraction
+            );
         }
         Ok(())
     }
@@ -136,13 +139,19 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
     let meta_path = dir.join("meta.json");
     let data_path = dir.join("data.safetensors");
     let meta: DatasetMeta = serde_json::from_str(
-        &std::fs::read_to_string(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?,
+        &std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?,
     )
     .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))?;
     if meta.format != FORMAT {
-        bail!("{}: format `{}`, expected `{FORMAT}`", meta_path.display(), meta.format);
+        bail!(
+            "{}: format `{}`, expected `{FORMAT}`",
+            meta_path.display(),
+            meta.format
+        );
     }
-    let tensors = Tensor::read_safetensors(&data_path).with_context(|| format!("reading {}", data_path.display()))?;
+    let tensors = Tensor::read_safetensors(&data_path)
+        .with_context(|| format!("reading {}", data_path.display()))?;
     let get = |name: &str| -> Result<Tensor> {
         tensors
             .iter()
@@ -165,7 +174,10 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
     let os = obs.size();
     let as_ = actions.size();
     if os.len() != 3 || os[2] != d || os[1] < 2 {
-        bail!("{}: tensor `obs` has shape {os:?}, expected [N, T+1, {d}] with T >= 1", data_path.display());
+        bail!(
+            "{}: tensor `obs` has shape {os:?}, expected [N, T+1, {d}] with T >= 1",
+            data_path.display()
+        );
     }
     if as_.len() != 3 || as_[0] != os[0] || as_[1] != os[1] - 1 || as_[2] != a {
         bail!(
@@ -176,14 +188,22 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
         );
     }
     if obs.kind() != Kind::Float || actions.kind() != Kind::Float {
-        bail!("{}: `obs` and `actions` must be float32 (got {:?}, {:?})", data_path.display(), obs.kind(), actions.kind());
+        bail!(
+            "{}: `obs` and `actions` must be float32 (got {:?}, {:?})",
+            data_path.display(),
+            obs.kind(),
+            actions.kind()
+        );
     }
     for (name, t) in [("obs", &obs), ("actions", &actions)] {
         let finite = t.f_isfinite()?.f_all()?.int64_value(&[]) == 1;
         if !finite {
             let bad = t.f_isfinite()?.logical_not().f_nonzero()?;
             let first: Vec<i64> = Vec::<i64>::try_from(bad.get(0)).unwrap_or_default();
-            bail!("{}: tensor `{name}` contains NaN or Inf (first at index {first:?})", data_path.display());
+            bail!(
+                "{}: tensor `{name}` contains NaN or Inf (first at index {first:?})",
+                data_path.display()
+            );
         }
     }
     Ok(Dataset { meta, obs, actions })
@@ -241,7 +261,12 @@ impl Split {
 }
 
 /// Gathers windows starting at (episode, t) pairs into obs `[B, K+1, D]` and actions `[B, K, A]`.
-fn gather(split: &Split, starts: &[(i64, i64)], k: i64, device: Device) -> Result<(Tensor, Tensor)> {
+fn gather(
+    split: &Split,
+    starts: &[(i64, i64)],
+    k: i64,
+    device: Device,
+) -> Result<(Tensor, Tensor)> {
     let ep: Vec<i64> = starts.iter().map(|s| s.0).collect();
     let t0: Vec<i64> = starts.iter().map(|s| s.1).collect();
     let ep = Tensor::from_slice(&ep);
@@ -249,7 +274,9 @@ fn gather(split: &Split, starts: &[(i64, i64)], k: i64, device: Device) -> Resul
     let offs = Tensor::arange(k + 1, (Kind::Int64, Device::Cpu));
     let tt = t0.unsqueeze(1) + &offs.unsqueeze(0); // [B, K+1]
     let e2 = ep.unsqueeze(1).expand([starts.len() as i64, k + 1], false);
-    let o = split.obs.f_index(&[Some(e2.shallow_clone()), Some(tt.shallow_clone())])?; // [B, K+1, D]
+    let o = split
+        .obs
+        .f_index(&[Some(e2.shallow_clone()), Some(tt.shallow_clone())])?; // [B, K+1, D]
     let tta = tt.f_narrow(1, 0, k)?;
     let ea = e2.f_narrow(1, 0, k)?;
     let a = split.actions.f_index(&[Some(ea), Some(tta)])?;
@@ -260,7 +287,8 @@ fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
     let b = z.size()[0] as f64;
     let d = z.size()[1];
     let zc = z - z.f_mean_dim(0, true, Kind::Float)?;
-    let std = (zc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (b - 1.0) + 1e-4).f_sqrt()?;
+    let std =
+        (zc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (b - 1.0) + 1e-4).f_sqrt()?;
     let var_loss = (std * -1.0 + 1.0).f_relu()?.f_mean(Kind::Float)?;
     let cov = zc.f_transpose(0, 1)?.f_matmul(&zc)? / (b - 1.0);
     let eye = Tensor::eye(d, (Kind::Float, z.device()));
@@ -288,12 +316,17 @@ fn batch_loss(
     let all = nets.encode(&obs.f_reshape([b * k1, d])?)?; // online encodings of every frame
     let latent = all.size()[1];
     let z_all = all.f_reshape([b, k1, latent])?;
-    let tgt = target.encode(&obs.f_narrow(1, 1, k)?.f_reshape([b * k, d])?)?.f_reshape([b, k, latent])?;
+    let tgt = target
+        .encode(&obs.f_narrow(1, 1, k)?.f_reshape([b * k, d])?)?
+        .f_reshape([b, k, latent])?;
     let mut z = z_all.f_select(1, 0)?;
     let mut pred = Tensor::zeros([], (Kind::Float, obs.device()));
     for step in 0..k {
         z = nets.predict(&z, &actions.f_select(1, step)?)?;
-        pred = pred + (&z - tgt.f_select(1, step)?).f_square()?.f_mean(Kind::Float)?;
+        pred = pred
+            + (&z - tgt.f_select(1, step)?)
+                .f_square()?
+                .f_mean(Kind::Float)?;
     }
     let pred = pred / k as f64;
     let (var_l, cov_l) = vicreg(&all)?;
@@ -330,7 +363,11 @@ fn eval_loss(
 }
 
 /// Per-dimension latent std and a linear-probe R² (latent → true state) on validation data.
-pub fn latent_health(nets: &JepaNets, train_obs: &Tensor, val_obs: &Tensor) -> Result<LatentHealth> {
+pub fn latent_health(
+    nets: &JepaNets,
+    train_obs: &Tensor,
+    val_obs: &Tensor,
+) -> Result<LatentHealth> {
     let _g = tch::no_grad_guard();
     let device = nets.device();
     let d = train_obs.size()[train_obs.dim() - 1];
@@ -346,33 +383,62 @@ pub fn latent_health(nets: &JepaNets, train_obs: &Tensor, val_obs: &Tensor) -> R
     let ztr = nets.encode(&tr)?;
     let zva = nets.encode(&va)?;
     let std = zva.f_std_dim(0, true, false)?.f_to_device(Device::Cpu)?;
-    let per_dim_std: Vec<f64> = Vec::<f32>::try_from(&std)?.into_iter().map(f64::from).collect();
+    let per_dim_std: Vec<f64> = Vec::<f32>::try_from(&std)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let ones = |z: &Tensor| -> Result<Tensor> {
-        Ok(Tensor::f_cat(&[z.shallow_clone(), Tensor::ones([z.size()[0], 1], (Kind::Float, device))], 1)?)
+        Ok(Tensor::f_cat(
+            &[
+                z.shallow_clone(),
+                Tensor::ones([z.size()[0], 1], (Kind::Float, device)),
+            ],
+            1,
+        )?)
     };
     let xtr = ones(&ztr)?.f_to_kind(Kind::Double)?;
     let xva = ones(&zva)?.f_to_kind(Kind::Double)?;
     // Ridge-regularised normal equations: W = (XᵀX + λI)⁻¹ XᵀY.
     let p = xtr.size()[1];
-    let xtx = xtr.f_transpose(0, 1)?.f_matmul(&xtr)? + Tensor::eye(p, (Kind::Double, device)) * 1e-6;
-    let w = Tensor::f_linalg_solve(&xtx, &xtr.f_transpose(0, 1)?.f_matmul(&tr.f_to_kind(Kind::Double)?)?, true)?;
+    let xtx =
+        xtr.f_transpose(0, 1)?.f_matmul(&xtr)? + Tensor::eye(p, (Kind::Double, device)) * 1e-6;
+    let w = Tensor::f_linalg_solve(
+        &xtx,
+        &xtr.f_transpose(0, 1)?
+            .f_matmul(&tr.f_to_kind(Kind::Double)?)?,
+        true,
+    )?;
     let pred = xva.f_matmul(&w)?;
     let y = va.f_to_kind(Kind::Double)?;
-    let ss_res = (&y - pred).f_square()?.f_sum_dim_intlist(0, false, Kind::Double)?;
-    let ss_tot = (&y - y.f_mean_dim(0, true, Kind::Double)?).f_square()?.f_sum_dim_intlist(0, false, Kind::Double)?;
+    let ss_res = (&y - pred)
+        .f_square()?
+        .f_sum_dim_intlist(0, false, Kind::Double)?;
+    let ss_tot = (&y - y.f_mean_dim(0, true, Kind::Double)?)
+        .f_square()?
+        .f_sum_dim_intlist(0, false, Kind::Double)?;
     let r2 = ((ss_res / ss_tot.f_clamp_min(1e-12)?) * -1.0 + 1.0).f_to_device(Device::Cpu)?;
     let probe_r2_per_field: Vec<f64> = Vec::<f64>::try_from(&r2)?;
     // Fields that never vary in validation (constant) carry no information; skip them in the mean.
-    let var: Vec<f64> = Vec::<f64>::try_from(
-        &y.f_var_dim(0, false, false)?.f_to_device(Device::Cpu)?,
-    )?;
-    let informative: Vec<f64> =
-        probe_r2_per_field.iter().zip(&var).filter(|(_, v)| **v > 1e-9).map(|(r, _)| *r).collect();
+    let var: Vec<f64> =
+        Vec::<f64>::try_from(&y.f_var_dim(0, false, false)?.f_to_device(Device::Cpu)?)?;
+    let informative: Vec<f64> = probe_r2_per_field
+        .iter()
+        .zip(&var)
+        .filter(|(_, v)| **v > 1e-9)
+        .map(|(r, _)| *r)
+        .collect();
     let probe_r2 = informative.iter().sum::<f64>() / informative.len().max(1) as f64;
     let min_std = per_dim_std.iter().copied().fold(f64::INFINITY, f64::min);
     let mean_std = per_dim_std.iter().sum::<f64>() / per_dim_std.len().max(1) as f64;
     let collapsed_dims = per_dim_std.iter().filter(|s| **s < 0.01).count();
-    Ok(LatentHealth { per_dim_std, min_std, mean_std, collapsed_dims, probe_r2, probe_r2_per_field })
+    Ok(LatentHealth {
+        per_dim_std,
+        min_std,
+        mean_std,
+        collapsed_dims,
+        probe_r2,
+        probe_r2_per_field,
+    })
 }
 
 fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
@@ -382,7 +448,11 @@ fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let xmax = curve.last().map(|c| c.0).unwrap_or(1).max(1) as f64;
-        let vals: Vec<f64> = curve.iter().flat_map(|c| [c.1, c.2]).filter(|v| v.is_finite() && *v > 0.0).collect();
+        let vals: Vec<f64> = curve
+            .iter()
+            .flat_map(|c| [c.1, c.2])
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
         let ymin = vals.iter().copied().fold(f64::INFINITY, f64::min).max(1e-8);
         let ymax = vals.iter().copied().fold(0.0, f64::max).max(ymin * 10.0);
         let mut chart = ChartBuilder::on(&root)
@@ -391,16 +461,30 @@ fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..xmax, (ymin * 0.9..ymax * 1.1).log_scale())?;
-        chart.configure_mesh().x_desc("step").y_desc("loss").draw()?;
         chart
-            .draw_series(LineSeries::new(curve.iter().map(|c| (c.0 as f64, c.1)), BLUE.stroke_width(2)))?
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().map(|c| (c.0 as f64, c.1)),
+                BLUE.stroke_width(2),
+            ))?
             .label("train (total)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
         chart
-            .draw_series(LineSeries::new(curve.iter().map(|c| (c.0 as f64, c.2)), RED.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                curve.iter().map(|c| (c.0 as f64, c.2)),
+                RED.stroke_width(2),
+            ))?
             .label("validation (prediction)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
         root.present()?;
         Ok(())
     };
@@ -409,7 +493,13 @@ fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
 
 /// Trains a JEPA model on `data` and saves it to `out` (`out.safetensors` + `out.json`), with a
 /// checkpoint of the best validation loss, `out.loss.png`, and `out.train.json` (the report).
-pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, progress: bool) -> Result<TrainReport> {
+pub fn train(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<TrainReport> {
     cfg.validate()?;
     let started = Instant::now();
     let s = data.obs.size();
@@ -417,7 +507,10 @@ pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, prog
     let a_dim = data.actions.size()[2];
     let k = cfg.rollout_steps as i64;
     if t1 - 1 < k {
-        bail!("episodes have {} steps, fewer than --rollout-steps {k}", t1 - 1);
+        bail!(
+            "episodes have {} steps, fewer than --rollout-steps {k}",
+            t1 - 1
+        );
     }
     let n_val = ((n_ep as f64 * cfg.val_fraction).round() as i64).clamp(1, n_ep - 1);
     if n_ep < 2 {
@@ -428,13 +521,18 @@ pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, prog
     eps.shuffle(&mut rng);
     let pick = |idx: &[i64]| -> Result<Split> {
         let i = Tensor::from_slice(idx);
-        Ok(Split { obs: data.obs.f_index_select(0, &i)?, actions: data.actions.f_index_select(0, &i)? })
+        Ok(Split {
+            obs: data.obs.f_index_select(0, &i)?,
+            actions: data.actions.f_index_select(0, &i)?,
+        })
     };
     let val = pick(&eps[..n_val as usize])?;
     let train = pick(&eps[n_val as usize..])?;
     let starts = |sp: &Split| -> Vec<(i64, i64)> {
         let n = sp.obs.size()[0];
-        (0..n).flat_map(|e| (0..t1 - k).map(move |t| (e, t))).collect()
+        (0..n)
+            .flat_map(|e| (0..t1 - k).map(move |t| (e, t)))
+            .collect()
     };
     let train_starts = starts(&train);
     let mut val_starts = starts(&val);
@@ -457,18 +555,31 @@ pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, prog
     nets.scenario = Some(serde_json::to_value(&data.meta.scenario)?);
     let low = Tensor::from_slice(&data.meta.action_low).f_to_device(device)?;
     let high = Tensor::from_slice(&data.meta.action_high).f_to_device(device)?;
-    let scale = (((&low + &high) * 0.5), ((&high - &low) * 0.5).f_clamp_min(1e-6)?);
+    let scale = (
+        ((&low + &high) * 0.5),
+        ((&high - &low) * 0.5).f_clamp_min(1e-6)?,
+    );
     let mut target = nets.target_encoder()?;
-    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&nets.vs, cfg.lr)?;
+    let mut opt = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..Default::default()
+    }
+    .build(&nets.vs, cfg.lr)?;
 
     let ckpt = checkpoint_path(out);
     let initial_val = eval_loss(&nets, &target, &val, &val_starts, cfg, &scale, device)?;
     let mut best = (f64::INFINITY, 0usize);
     let mut curve = vec![(0usize, f64::NAN, initial_val)];
-    let bar = if progress { indicatif::ProgressBar::new(cfg.steps as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(cfg.steps as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut running = 0.0;
     let mut running_n = 0.0;
@@ -538,8 +649,14 @@ pub fn train(data: &Dataset, cfg: &TrainConfig, out: &Path, device: Device, prog
     });
     best_nets.save(out)?;
     let stem = out.with_extension("");
-    plot_curve(&PathBuf::from(format!("{}.loss.png", stem.display())), &report.curve)?;
-    std::fs::write(format!("{}.train.json", stem.display()), serde_json::to_string_pretty(&report)?)?;
+    plot_curve(
+        &PathBuf::from(format!("{}.loss.png", stem.display())),
+        &report.curve,
+    )?;
+    std::fs::write(
+        format!("{}.train.json", stem.display()),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     Ok(report)
 }
 

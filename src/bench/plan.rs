@@ -1,0 +1,756 @@
+//! `zplan bench-plan`: one plan against the same batched rollouts done alone.
+//!
+//! Method:
+//! 1. One untimed plan runs through a recording proxy of the model, which notes the batch size,
+//!    horizon and kind (plain or with gradients) of every rollout the planner asks for: the
+//!    *same rollouts* for any planner, including iCEM's shrinking populations and the
+//!    gradient planner's differentiable rollouts.
+//! 2. After `warmup` untimed rounds, each of `repeats` rounds times one plan (encode the start
+//!    observation, then plan from a reset planner with no warm start, exactly what an MPC step
+//!    does) and then replays the recorded rollouts alone: the start latent expanded (not
+//!    copied) to the batch, as planners pass it, and pre-generated actions within the bounds;
+//!    gradient rollouts are followed by a backward pass to the actions. Interleaving keeps the
+//!    ratio of the two honest when the machine's load drifts.
+//! 3. `overhead = plan median / rollout median`: what the planner adds (sampling, refit,
+//!    energy, host transfers, encoding the start) on top of the model's own work.
+//!
+//! On CUDA every timed section ends with `tch::Cuda::synchronize`; the replay synchronises
+//! after each call, as a planner must before it can rank the candidates.
+//!
+//! For native JEPA networks the plan's arithmetic is counted from the network sizes (the MLP
+//! matmuls, `2·in·out` FLOPs per layer and row: predictor steps × batch × horizon summed over
+//! the recorded calls, twice that for gradient rollouts (forward plus the backward pass to the
+//! inputs; the weights are frozen), plus encoding the start observation) and its rate compared
+//! with a square float32 matmul timed in the same process at the same thread count.
+
+use super::BenchPlanArgs;
+use crate::stats::percentile;
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+use zplan_models::{JepaConfig, JepaModel, ModelSpec, WorldModel};
+use zplan_planner::{
+    ActionBounds, Budget, CemConfig, EnergyConfig, GradientConfig, ICemConfig, MppiConfig,
+    PlannerConfig,
+};
+
+/// Which planner `bench-plan` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannerKind {
+    /// Cross-entropy method.
+    Cem,
+    /// Improved CEM (colored noise, kept elites, population decay).
+    Icem,
+    /// Model predictive path integral.
+    Mppi,
+    /// Adam through the model's gradients.
+    Grad,
+}
+
+/// What to time: the planner's budget and the measurement's repetitions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanBenchSettings {
+    /// Planner.
+    pub planner: PlannerKind,
+    /// Candidates per iteration (gradient: sequences optimised side by side).
+    pub samples: usize,
+    /// Elites; `None`: `samples / 10`, at least 1.
+    pub elites: Option<usize>,
+    /// Planned actions.
+    pub horizon: usize,
+    /// Iterations per plan (gradient: Adam steps).
+    pub iterations: u32,
+    /// Timed rounds.
+    pub repeats: usize,
+    /// Untimed rounds before them.
+    pub warmup: usize,
+    /// Planner seed (and seed of the replayed actions).
+    pub seed: u64,
+    /// The energy the planner minimises.
+    pub energy: EnergyConfig,
+    /// Side of the reference matmul (JEPA models only).
+    pub matmul_size: i64,
+}
+
+impl PlanBenchSettings {
+    /// The planner configuration these settings describe: the planner's defaults with the
+    /// samples, elites, horizon and iterations replaced, validated.
+    ///
+    /// # Errors
+    /// Invalid combinations (elites > samples, horizon 0, ...), naming the field.
+    pub fn planner_config(&self) -> Result<PlannerConfig> {
+        if self.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        let elites = self.elites.unwrap_or((self.samples / 10).max(1));
+        let (samples, iterations, horizon) = (self.samples, self.iterations, self.horizon);
+        let cfg = match self.planner {
+            PlannerKind::Cem => PlannerConfig::Cem(CemConfig {
+                samples,
+                elites,
+                iterations,
+                horizon,
+                ..CemConfig::default()
+            }),
+            PlannerKind::Icem => PlannerConfig::ICem(ICemConfig {
+                samples,
+                elites,
+                iterations,
+                horizon,
+                ..ICemConfig::default()
+            }),
+            PlannerKind::Mppi => PlannerConfig::Mppi(MppiConfig {
+                samples,
+                elites,
+                iterations,
+                horizon,
+                ..MppiConfig::default()
+            }),
+            PlannerKind::Grad => PlannerConfig::Gradient(GradientConfig {
+                steps: iterations,
+                horizon,
+                samples,
+                ..GradientConfig::default()
+            }),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The model and the problem a plan is timed on.
+pub struct PlanSetup {
+    /// The world model.
+    pub model: Arc<dyn WorldModel>,
+    /// The network sizes when the model is a native JEPA model (enables FLOP counting).
+    pub jepa: Option<JepaConfig>,
+    /// Start observation `[1, *obs_shape]`, encoded inside every timed plan.
+    pub start_obs: Tensor,
+    /// Goal observation `[1, *obs_shape]`, encoded once.
+    pub goal_obs: Tensor,
+    /// Action bounds.
+    pub bounds: ActionBounds,
+}
+
+/// One rollout the planner asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RolloutCall {
+    /// Candidates rolled out together.
+    pub batch: i64,
+    /// Steps.
+    pub horizon: i64,
+    /// Whether it recorded autograd (`rollout_grad`, gradient planner).
+    pub grad: bool,
+}
+
+/// Latencies of one timed section over the repeats.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Timing {
+    /// Median, milliseconds.
+    pub median_ms: f64,
+    /// 99th percentile (interpolated), milliseconds.
+    pub p99_ms: f64,
+    /// Every repeat, milliseconds, in order.
+    pub all_ms: Vec<f64>,
+}
+
+impl Timing {
+    fn of(all_ms: Vec<f64>) -> Self {
+        Timing {
+            median_ms: percentile(&all_ms, 50.0).unwrap_or(f64::NAN),
+            p99_ms: percentile(&all_ms, 99.0).unwrap_or(f64::NAN),
+            all_ms,
+        }
+    }
+}
+
+/// The arithmetic of a plan on native JEPA networks and its rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Arithmetic {
+    /// FLOPs of one plan (MLP matmuls only).
+    pub flops_per_plan: f64,
+    /// `flops_per_plan / plan median`, GFLOP/s.
+    pub gflops: f64,
+    /// Side of the reference matmul.
+    pub matmul_size: i64,
+    /// Median rate of the reference matmul, GFLOP/s.
+    pub matmul_gflops: f64,
+    /// `gflops / matmul_gflops`.
+    pub efficiency: f64,
+}
+
+/// What `bench-plan` measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanBenchReport {
+    /// The model's name.
+    pub model: String,
+    /// Latent shape.
+    pub latent_shape: Vec<i64>,
+    /// Device.
+    pub device: String,
+    /// torch intra-op threads during the measurement.
+    pub threads: i32,
+    /// The planner configuration, as RON.
+    pub planner: String,
+    /// Timed rounds.
+    pub repeats: usize,
+    /// Untimed rounds.
+    pub warmup: usize,
+    /// Iterations one plan completed.
+    pub iterations: u32,
+    /// Candidates one plan rolled out.
+    pub rollouts: u64,
+    /// The rollouts one plan asked for, in order.
+    pub calls: Vec<RolloutCall>,
+    /// One plan (encoding the start observation included).
+    pub plan: Timing,
+    /// Encoding the start observation alone (part of `plan`).
+    pub encode: Timing,
+    /// The recorded rollouts done alone.
+    pub rollout: Timing,
+    /// `plan.median_ms / rollout.median_ms`.
+    pub overhead: f64,
+    /// FLOPs and their rate (native JEPA models only).
+    pub arithmetic: Option<Arithmetic>,
+}
+
+impl PlanBenchReport {
+    /// The machine-readable summary (`key=value`, space separated): `plan_ms_median`,
+    /// `plan_ms_p99`, `rollout_ms_median`, `overhead`, and for JEPA models `gflops`,
+    /// `matmul_gflops`, `efficiency` (a fraction).
+    pub fn machine_line(&self) -> String {
+        let mut s = format!(
+            "plan_ms_median={:.4} plan_ms_p99={:.4} rollout_ms_median={:.4} overhead={:.4}",
+            self.plan.median_ms, self.plan.p99_ms, self.rollout.median_ms, self.overhead
+        );
+        if let Some(a) = &self.arithmetic {
+            s.push_str(&format!(
+                " gflops={:.3} matmul_gflops={:.3} efficiency={:.4}",
+                a.gflops, a.matmul_gflops, a.efficiency
+            ));
+        }
+        s
+    }
+}
+
+/// Run-length summary of the calls: `10 x [300, 16]`, `[300, 30] + [240, 30] + …`.
+fn describe_calls(calls: &[RolloutCall]) -> String {
+    let mut parts: Vec<(usize, RolloutCall)> = Vec::new();
+    for c in calls {
+        match parts.last_mut() {
+            Some((n, last)) if last == c => *n += 1,
+            _ => parts.push((1, *c)),
+        }
+    }
+    parts
+        .iter()
+        .map(|(n, c)| {
+            let g = if c.grad { " with grad" } else { "" };
+            if *n == 1 {
+                format!("[{}, {}]{g}", c.batch, c.horizon)
+            } else {
+                format!("{n} x [{}, {}]{g}", c.batch, c.horizon)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+impl fmt::Display for PlanBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "model       {} (latent {:?}) on {}, {} torch thread(s)",
+            self.model, self.latent_shape, self.device, self.threads
+        )?;
+        writeln!(f, "planner     {}", self.planner)?;
+        writeln!(
+            f,
+            "work        {} iterations, {} candidate rollouts per plan: {}",
+            self.iterations,
+            self.rollouts,
+            describe_calls(&self.calls)
+        )?;
+        writeln!(
+            f,
+            "plan        median {:.3} ms  p99 {:.3} ms  (of which encoding the start: median {:.3} ms)",
+            self.plan.median_ms, self.plan.p99_ms, self.encode.median_ms
+        )?;
+        writeln!(
+            f,
+            "rollouts    median {:.3} ms  p99 {:.3} ms  (the same rollouts done alone)",
+            self.rollout.median_ms, self.rollout.p99_ms
+        )?;
+        writeln!(
+            f,
+            "overhead    {:.3}x  (plan / rollouts, medians of {} interleaved repeats after {} warm-up)",
+            self.overhead, self.repeats, self.warmup
+        )?;
+        if let Some(a) = &self.arithmetic {
+            writeln!(
+                f,
+                "arithmetic  {:.4} GFLOP per plan -> {:.2} GFLOP/s; {n}x{n} matmul {:.2} GFLOP/s; efficiency {:.1} %",
+                a.flops_per_plan / 1e9,
+                a.gflops,
+                a.matmul_gflops,
+                100.0 * a.efficiency,
+                n = a.matmul_size
+            )?;
+        }
+        write!(f, "{}", self.machine_line())
+    }
+}
+
+/// Loads the model and builds the problem `bench-plan` was asked for.
+///
+/// # Errors
+/// Unloadable models, missing or inconsistent sizes.
+pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
+    let device = args.device;
+    let (obs_shape, action_dim, scenario) = match (&args.scenario, &args.obs_shape, args.action_dim)
+    {
+        (Some(path), _, _) => {
+            let sc = zplan_sim::ScenarioConfig::load(path)
+                .with_context(|| format!("loading scenario {}", path.display()))?;
+            let spec = sc.spec();
+            (
+                vec![spec.obs_dim() as i64],
+                spec.action_dim() as i64,
+                Some(sc),
+            )
+        }
+        (None, Some(o), Some(a)) => (o.clone(), a, None),
+        _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
+    };
+    if obs_shape.iter().any(|&d| d < 1) || action_dim < 1 {
+        bail!("observation sizes and the action size must be positive");
+    }
+    let context = || format!("loading model `{}`", args.model);
+    let mut jepa = None;
+    let model: Arc<dyn WorldModel> = if args.model == "jepa-new" {
+        if obs_shape.len() != 1 {
+            bail!("jepa-new takes vector observations; got shape {obs_shape:?}");
+        }
+        let mut cfg = JepaConfig::new(obs_shape[0], action_dim);
+        if let Some(l) = args.latent_dim {
+            cfg.latent_dim = l;
+        }
+        if let Some(h) = args.hidden {
+            cfg.enc_hidden = h;
+            cfg.pred_hidden = h;
+        }
+        if let Some(n) = args.layers {
+            cfg.enc_layers = n;
+            cfg.pred_layers = n;
+        }
+        cfg.seed = args.seed;
+        let m = JepaModel::new(cfg, device.resolve()?).with_context(context)?;
+        jepa = Some(m.config());
+        Arc::new(m)
+    } else {
+        let spec: ModelSpec = args.model.parse().with_context(context)?;
+        match (&spec, &scenario) {
+            (ModelSpec::Jepa(path), _) => {
+                let m = JepaModel::load(path, device.resolve()?).with_context(context)?;
+                zplan_models::check_fits(&m, &obs_shape, action_dim, "the benchmark's sizes")
+                    .with_context(context)?;
+                jepa = Some(m.config());
+                Arc::new(m)
+            }
+            (_, Some(sc)) => zplan_models::load_model(&spec, sc, device).with_context(context)?,
+            (_, None) => zplan_models::load_model_for(&spec, &obs_shape, action_dim, device)
+                .with_context(context)?,
+        }
+    };
+    let (start, goal, bounds) = match &scenario {
+        Some(sc) => {
+            let mut env = sc.build()?;
+            env.reset(args.seed)?;
+            let spec = env.spec().clone();
+            (
+                env.observe(),
+                env.goal_observation(),
+                ActionBounds::new(spec.action_low, spec.action_high)?,
+            )
+        }
+        None => {
+            let n: i64 = obs_shape.iter().product();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed ^ 0x0b5e_55ed);
+            let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            (
+                draw(),
+                draw(),
+                ActionBounds::symmetric(action_dim as usize, 1.0)?,
+            )
+        }
+    };
+    let shape: Vec<i64> = std::iter::once(1)
+        .chain(obs_shape.iter().copied())
+        .collect();
+    let as_obs = |v: Vec<f32>| -> Result<Tensor> {
+        Ok(Tensor::f_from_slice(&v)?.f_reshape(shape.as_slice())?)
+    };
+    Ok(PlanSetup {
+        model,
+        jepa,
+        start_obs: as_obs(start)?,
+        goal_obs: as_obs(goal)?,
+        bounds,
+    })
+}
+
+/// A proxy that records the rollouts asked of a model.
+struct Recorder<'a> {
+    inner: &'a dyn WorldModel,
+    calls: Mutex<Vec<RolloutCall>>,
+}
+
+impl Recorder<'_> {
+    fn note(&self, z0: &Tensor, actions: &Tensor, grad: bool) {
+        let call = RolloutCall {
+            batch: z0.size().first().copied().unwrap_or(0),
+            horizon: actions.size().get(1).copied().unwrap_or(0),
+            grad,
+        };
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call);
+    }
+}
+
+impl WorldModel for Recorder<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn obs_shape(&self) -> &[i64] {
+        self.inner.obs_shape()
+    }
+    fn action_dim(&self) -> i64 {
+        self.inner.action_dim()
+    }
+    fn latent_shape(&self) -> &[i64] {
+        self.inner.latent_shape()
+    }
+    fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
+        self.inner.encode(obs)
+    }
+    fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
+        self.note(z0, actions, false);
+        self.inner.rollout(z0, actions)
+    }
+    fn supports_grad(&self) -> bool {
+        self.inner.supports_grad()
+    }
+    fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
+        self.note(z0, actions, true);
+        self.inner.rollout_grad(z0, actions)
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// The recorded rollouts with their inputs prepared ahead of time.
+struct Replay {
+    inputs: Vec<(Tensor, Tensor, bool)>,
+    device: Device,
+}
+
+impl Replay {
+    fn new(
+        model: &dyn WorldModel,
+        z0: &Tensor,
+        calls: &[RolloutCall],
+        bounds: &ActionBounds,
+        seed: u64,
+    ) -> Result<Self> {
+        let device = model.device();
+        let a = bounds.dim() as i64;
+        let low = Tensor::f_from_slice(&bounds.low)?.f_to_device(device)?;
+        let high = Tensor::f_from_slice(&bounds.high)?.f_to_device(device)?;
+        let range = high.f_sub(&low)?;
+        tch::manual_seed(seed as i64);
+        let latent = model.latent_shape().to_vec();
+        let mut inputs = Vec::with_capacity(calls.len());
+        for c in calls {
+            let actions = Tensor::f_rand([c.batch, c.horizon, a], (Kind::Float, device))?
+                .f_mul(&range)?
+                .f_add(&low)?;
+            let mut size = vec![c.batch];
+            size.extend_from_slice(&latent);
+            let z = z0.f_expand(size.as_slice(), false)?;
+            inputs.push((z, actions, c.grad));
+        }
+        Ok(Replay { inputs, device })
+    }
+
+    /// Runs every recorded rollout once, synchronising after each.
+    fn run(&self, model: &dyn WorldModel) -> Result<()> {
+        for (z, actions, grad) in &self.inputs {
+            if *grad {
+                tch::with_grad(|| -> Result<()> {
+                    let leaf = actions.f_detach()?.f_set_requires_grad(true)?;
+                    let out = model.rollout_grad(z, &leaf)?;
+                    out.f_sum(Kind::Float)?.f_backward()?;
+                    Ok(())
+                })?;
+            } else {
+                let _ = model.rollout(z, actions)?;
+            }
+            sync(self.device);
+        }
+        Ok(())
+    }
+}
+
+/// FLOPs of one row through an MLP of sizes `dims` (matmuls only: `2·in·out` per layer).
+pub fn mlp_flops(dims: &[i64]) -> f64 {
+    dims.windows(2)
+        .map(|w| 2.0 * w[0] as f64 * w[1] as f64)
+        .sum()
+}
+
+/// The predictor's sizes `[latent + action, hidden…, latent]`.
+fn predictor_dims(c: &JepaConfig) -> Vec<i64> {
+    let mut d = vec![c.latent_dim + c.action_dim];
+    d.extend(std::iter::repeat_n(c.pred_hidden, c.pred_layers));
+    d.push(c.latent_dim);
+    d
+}
+
+/// The encoder's sizes `[obs, hidden…, latent]`.
+fn encoder_dims(c: &JepaConfig) -> Vec<i64> {
+    let mut d = vec![c.obs_dim];
+    d.extend(std::iter::repeat_n(c.enc_hidden, c.enc_layers));
+    d.push(c.latent_dim);
+    d
+}
+
+/// FLOPs of a plan that made `calls` on JEPA networks `c`, encoding one observation.
+pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
+    let step = mlp_flops(&predictor_dims(c));
+    let rollouts: f64 = calls
+        .iter()
+        .map(|k| {
+            let f = k.batch as f64 * k.horizon as f64 * step;
+            if k.grad {
+                2.0 * f
+            } else {
+                f
+            }
+        })
+        .sum();
+    rollouts + mlp_flops(&encoder_dims(c))
+}
+
+/// Times `reps` square float32 matmuls of side `n` on `device` (after one warm-up) and returns
+/// their GFLOP/s, one value per repetition.
+///
+/// # Errors
+/// Allocation failures.
+pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> Result<Vec<f64>> {
+    if n < 1 {
+        bail!("the reference matmul needs a positive size, got {n}");
+    }
+    let _guard = tch::no_grad_guard();
+    let a = Tensor::f_randn([n, n], (Kind::Float, device))?;
+    let b = Tensor::f_randn([n, n], (Kind::Float, device))?;
+    let _ = a.f_matmul(&b)?;
+    sync(device);
+    let flops = 2.0 * (n as f64).powi(3);
+    let mut out = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let _ = a.f_matmul(&b)?;
+        sync(device);
+        out.push(flops / t.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(out)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs the benchmark described in the module docs.
+///
+/// # Errors
+/// Invalid settings, model and planner errors.
+pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBenchReport> {
+    let cfg = s.planner_config()?;
+    let model = setup.model.as_ref();
+    let device = model.device();
+    let _guard = tch::no_grad_guard();
+    let mut planner = cfg.build(setup.bounds.clone(), s.energy.clone(), s.seed)?;
+    let goal = model.encode(&setup.goal_obs).context("encoding the goal")?;
+    let budget = Budget::iterations(s.iterations);
+
+    // One plan through the recorder: what rollouts does this planner ask for?
+    let recorder = Recorder {
+        inner: model,
+        calls: Mutex::new(Vec::new()),
+    };
+    let z0 = model
+        .encode(&setup.start_obs)
+        .context("encoding the start")?;
+    planner.reset();
+    let first = planner.plan(&recorder, &z0, &goal, None, &budget)?;
+    let calls = recorder
+        .calls
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let replay = Replay::new(model, &z0, &calls, &setup.bounds, s.seed)?;
+
+    let mut matmul = Vec::new();
+    let matmul_reps = 3;
+    if setup.jepa.is_some() {
+        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device)?);
+    }
+
+    let mut plan_once = || -> Result<(f64, f64)> {
+        planner.reset();
+        sync(device);
+        let t0 = Instant::now();
+        let z0 = model.encode(&setup.start_obs)?;
+        sync(device);
+        let encode_ms = ms(t0);
+        let _ = planner.plan(model, &z0, &goal, None, &budget)?;
+        sync(device);
+        Ok((ms(t0), encode_ms))
+    };
+    for _ in 0..s.warmup {
+        plan_once()?;
+        replay.run(model)?;
+    }
+    let mut plan_ms = Vec::with_capacity(s.repeats);
+    let mut encode_ms = Vec::with_capacity(s.repeats);
+    let mut rollout_ms = Vec::with_capacity(s.repeats);
+    for _ in 0..s.repeats {
+        let (p, e) = plan_once()?;
+        plan_ms.push(p);
+        encode_ms.push(e);
+        sync(device);
+        let t = Instant::now();
+        replay.run(model)?;
+        rollout_ms.push(ms(t));
+    }
+    if setup.jepa.is_some() {
+        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device)?);
+    }
+
+    let plan = Timing::of(plan_ms);
+    let rollout = Timing::of(rollout_ms);
+    let arithmetic = setup.jepa.as_ref().map(|c| {
+        let flops_per_plan = jepa_plan_flops(c, &calls);
+        let gflops = flops_per_plan / (plan.median_ms / 1e3) / 1e9;
+        let matmul_gflops = percentile(&matmul, 50.0).unwrap_or(f64::NAN);
+        Arithmetic {
+            flops_per_plan,
+            gflops,
+            matmul_size: s.matmul_size,
+            matmul_gflops,
+            efficiency: gflops / matmul_gflops,
+        }
+    });
+    Ok(PlanBenchReport {
+        model: model.name().to_string(),
+        latent_shape: model.latent_shape().to_vec(),
+        device: zplan_models::device_name(device),
+        threads: tch::get_num_threads(),
+        planner: cfg.to_ron_string(),
+        repeats: s.repeats,
+        warmup: s.warmup,
+        iterations: first.iterations,
+        rollouts: first.rollouts,
+        calls,
+        overhead: plan.median_ms / rollout.median_ms,
+        plan,
+        encode: Timing::of(encode_ms),
+        rollout,
+        arithmetic,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_mlp_flops() {
+        assert_eq!(mlp_flops(&[3, 4, 5]), 2.0 * (12.0 + 20.0));
+        let c = JepaConfig {
+            latent_dim: 8,
+            pred_hidden: 16,
+            pred_layers: 1,
+            enc_hidden: 4,
+            enc_layers: 1,
+            ..JepaConfig::new(3, 2)
+        };
+        let calls = [
+            RolloutCall {
+                batch: 10,
+                horizon: 5,
+                grad: false,
+            },
+            RolloutCall {
+                batch: 1,
+                horizon: 5,
+                grad: true,
+            },
+        ];
+        let step = 2.0 * (10.0 * 16.0 + 16.0 * 8.0);
+        let enc = 2.0 * (3.0 * 4.0 + 4.0 * 8.0);
+        assert_eq!(jepa_plan_flops(&c, &calls), 50.0 * step + 10.0 * step + enc);
+    }
+
+    #[test]
+    fn describes_calls_run_length() {
+        let c = |batch, grad| RolloutCall {
+            batch,
+            horizon: 16,
+            grad,
+        };
+        assert_eq!(
+            describe_calls(&[c(300, false), c(300, false), c(240, false), c(8, true)]),
+            "2 x [300, 16] + [240, 16] + [8, 16] with grad"
+        );
+    }
+
+    #[test]
+    fn planner_configs_validate() {
+        let mut s = PlanBenchSettings {
+            planner: PlannerKind::Cem,
+            samples: 300,
+            elites: None,
+            horizon: 16,
+            iterations: 10,
+            repeats: 1,
+            warmup: 0,
+            seed: 0,
+            energy: EnergyConfig::default(),
+            matmul_size: 64,
+        };
+        match s.planner_config().unwrap() {
+            PlannerConfig::Cem(c) => assert_eq!((c.samples, c.elites, c.horizon), (300, 30, 16)),
+            other => panic!("{other:?}"),
+        }
+        s.elites = Some(400);
+        assert!(s.planner_config().is_err());
+        s.elites = None;
+        for kind in [PlannerKind::Icem, PlannerKind::Mppi, PlannerKind::Grad] {
+            s.planner = kind;
+            assert!(s.planner_config().is_ok(), "{kind:?}");
+        }
+    }
+}
