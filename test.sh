@@ -8,6 +8,11 @@ step() { echo "==> $*" >&2; }
 step "setup (libtorch 2.11.0 from PyPI, cached per user)"
 ./scripts/setup.sh >/dev/null
 
+step "zplan-sim must not depend on libtorch"
+if cargo tree -p zplan-sim -e normal,build --prefix none | grep -Eq '^(tch|torch-sys) '; then
+  echo "error: zplan-sim depends on tch/torch-sys" >&2; exit 1
+fi
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 fn header_version(root: &Path) -> Option<String> {
     let text = std::fs::read_to_string(root.join("include/torch/headeronly/version.h"))
-        .or_else(|_| std::fs::read_to_string(root.join("include/torch/csrc/api/include/torch/version.h")))
+        .or_else(|_| {
+            std::fs::read_to_string(root.join("include/torch/csrc/api/include/torch/version.h"))
+        })
         .ok()?;
     let field = |name: &str| -> Option<String> {
         text.lines().find_map(|l| {

@@ -23,8 +23,8 @@ use zplan_models::DeviceChoice;
 
 pub use pareto::{pareto_front, BenchRow};
 pub use plan::{
-    run_plan_bench, Arithmetic, PlanBenchReport, PlanBenchSettings, PlannerKind, RolloutCall,
-    Timing,
+    run_plan_bench, Arithmetic, Clock, PlanBenchReport, PlanBenchSettings, PlannerKind,
+    RolloutCall, Timing,
 };
 
 /// Arguments of `zplan bench-plan`: time one plan against the same rollouts done alone.
@@ -92,6 +92,10 @@ pub struct BenchPlanArgs {
     /// `jepa-new`: hidden layers of encoder and predictor (default 2).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Clock: `wall`, or `cpu` (process CPU time, Linux): robust when other processes compete
+    /// for the cores; use it with --threads 1 and on the CPU only.
+    #[arg(long, value_enum, default_value_t = Clock::Wall)]
+    pub clock: Clock,
     /// Also write the full report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -145,6 +149,7 @@ pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
         seed: args.seed,
         energy,
         matmul_size: args.matmul_size,
+        clock: args.clock,
     };
     settings.planner_config()?;
     let setup = plan::load_setup(args)?;

@@ -106,9 +106,12 @@ struct TrainArgs {
     /// Hidden width of encoder and predictor.
     #[arg(long)]
     hidden: Option<i64>,
-    /// Hidden layers of encoder and predictor.
+    /// Hidden layers of the predictor.
     #[arg(long)]
     layers: Option<usize>,
+    /// Hidden layers of the encoder (0 = linear encoder).
+    #[arg(long)]
+    enc_layers: Option<usize>,
     /// Prediction steps per training window.
     #[arg(long)]
     rollout_steps: Option<usize>,
@@ -160,6 +163,7 @@ impl TrainArgs {
             latent_dim,
             hidden,
             layers,
+            enc_layers,
             rollout_steps,
             batch,
             steps,

@@ -328,7 +328,7 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
                 let _guard = tch::no_grad_guard();
                 for (ei, ep) in rx.iter() {
                     let ctx = &ctxs[ei];
-                    let seed = crate::seeds::evaluation_seed(suite.seed, &ctx.name, ep);
+                    let seed = crate::seeds::evaluation_seed(suite.seed, ctx.entry.seed_key(), ep);
                     let mut frames = Vec::new();
                     let want_frames = filmstrips && ep == 0;
                     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -58,6 +58,18 @@ pub struct Entry {
     /// Episodes to run; defaults to the suite's `episodes`.
     #[serde(default)]
     pub episodes: Option<u64>,
+    /// Episode seeds derive from (suite seed, `seeds_from`, episode); entries that share it run
+    /// the very same start/goal pairs (e.g. a learned model and its simulator-backed upper
+    /// bound). Defaults to the entry's name.
+    #[serde(default)]
+    pub seeds_from: Option<String>,
+}
+
+impl Entry {
+    /// The key episode seeds derive from.
+    pub fn seed_key(&self) -> &str {
+        self.seeds_from.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// A suite file.

@@ -31,8 +31,11 @@ pub struct TrainConfig {
     pub latent_dim: i64,
     /// Hidden width of encoder and predictor.
     pub hidden: i64,
-    /// Hidden layers of encoder and predictor.
+    /// Hidden layers of the predictor.
     pub layers: usize,
+    /// Hidden layers of the encoder (0 = a linear map of the normalised observation, which keeps
+    /// latent distances monotone along straight lines in state space: see README).
+    pub enc_layers: usize,
     /// Prediction steps K per window.
     pub rollout_steps: usize,
     /// Windows per batch.
@@ -67,6 +70,7 @@ impl Default for TrainConfig {
             latent_dim: 32,
             hidden: 128,
             layers: 2,
+            enc_layers: 2,
             rollout_steps: 6,
             batch: 256,
             steps: 6000,
@@ -543,7 +547,7 @@ pub fn train(
     jcfg.latent_dim = cfg.latent_dim;
     jcfg.enc_hidden = cfg.hidden;
     jcfg.pred_hidden = cfg.hidden;
-    jcfg.enc_layers = cfg.layers;
+    jcfg.enc_layers = cfg.enc_layers;
     jcfg.pred_layers = cfg.layers;
     if cfg.inverse_weight > 0.0 {
         jcfg.inverse_hidden = cfg.hidden;

@@ -51,6 +51,62 @@ pub enum PlannerKind {
     Grad,
 }
 
+/// Which clock times the sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// Wall-clock time: what a robot waits for. Inflated when the machine is oversubscribed.
+    Wall,
+    /// CPU time of the whole process (all threads; Linux only): robust to other processes
+    /// competing for the cores, but it counts OpenMP workers' spin-waiting as work, so use it
+    /// with `--threads 1`, and never on CUDA (the host waits while the device works).
+    Cpu,
+}
+
+impl Clock {
+    /// Seconds on this clock since an arbitrary origin.
+    ///
+    /// # Errors
+    /// When the CPU clock is unavailable on this platform.
+    pub fn now(self) -> Result<f64> {
+        match self {
+            Clock::Wall => {
+                static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                Ok(ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64())
+            }
+            Clock::Cpu => process_cpu_seconds()
+                .ok_or_else(|| anyhow::anyhow!("the CPU clock is not available on this platform")),
+        }
+    }
+}
+
+/// CPU time of this process (`CLOCK_PROCESS_CPUTIME_ID`).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn process_cpu_seconds() -> Option<f64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: on 64-bit Linux `struct timespec` is two 64-bit integers; clock_gettime writes
+    // one into memory we own and touches nothing else.
+    let rc = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn process_cpu_seconds() -> Option<f64> {
+    None
+}
+
 /// What to time: the planner's budget and the measurement's repetitions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanBenchSettings {
@@ -74,6 +130,8 @@ pub struct PlanBenchSettings {
     pub energy: EnergyConfig,
     /// Side of the reference matmul (JEPA models only).
     pub matmul_size: i64,
+    /// Clock of every timed section.
+    pub clock: Clock,
 }
 
 impl PlanBenchSettings {
@@ -194,6 +252,8 @@ pub struct PlanBenchReport {
     pub device: String,
     /// torch intra-op threads during the measurement.
     pub threads: i32,
+    /// Clock of the timed sections.
+    pub clock: Clock,
     /// The planner configuration, as RON.
     pub planner: String,
     /// Timed rounds.
@@ -264,8 +324,8 @@ impl fmt::Display for PlanBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "model       {} (latent {:?}) on {}, {} torch thread(s)",
-            self.model, self.latent_shape, self.device, self.threads
+            "model       {} (latent {:?}) on {}, {} torch thread(s), {:?} clock",
+            self.model, self.latent_shape, self.device, self.threads, self.clock
         )?;
         writeln!(f, "planner     {}", self.planner)?;
         writeln!(
@@ -554,12 +614,12 @@ pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
     rollouts + mlp_flops(&encoder_dims(c))
 }
 
-/// Times `reps` square float32 matmuls of side `n` on `device` (after one warm-up) and returns
-/// their GFLOP/s, one value per repetition.
+/// Times `reps` square float32 matmuls of side `n` on `device` (after one warm-up) on `clock`
+/// and returns their GFLOP/s, one value per repetition.
 ///
 /// # Errors
 /// Allocation failures.
-pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> Result<Vec<f64>> {
+pub fn matmul_gflops(n: i64, reps: usize, device: Device, clock: Clock) -> Result<Vec<f64>> {
     if n < 1 {
         bail!("the reference matmul needs a positive size, got {n}");
     }
@@ -571,16 +631,12 @@ pub fn matmul_gflops(n: i64, reps: usize, device: Device) -> Result<Vec<f64>> {
     let flops = 2.0 * (n as f64).powi(3);
     let mut out = Vec::with_capacity(reps);
     for _ in 0..reps {
-        let t = Instant::now();
+        let t = clock.now()?;
         let _ = a.f_matmul(&b)?;
         sync(device);
-        out.push(flops / t.elapsed().as_secs_f64() / 1e9);
+        out.push(flops / (clock.now()? - t).max(1e-9) / 1e9);
     }
     Ok(out)
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Runs the benchmark described in the module docs.
@@ -591,6 +647,11 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
     let cfg = s.planner_config()?;
     let model = setup.model.as_ref();
     let device = model.device();
+    if s.clock == Clock::Cpu && device != Device::Cpu {
+        bail!("the CPU clock cannot time work on {device:?}; use the wall clock");
+    }
+    let clock = s.clock;
+    let ms = |t0: f64| -> Result<f64> { Ok((clock.now()? - t0) * 1e3) };
     let _guard = tch::no_grad_guard();
     let mut planner = cfg.build(setup.bounds.clone(), s.energy.clone(), s.seed)?;
     let goal = model.encode(&setup.goal_obs).context("encoding the goal")?;
@@ -615,19 +676,19 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
     let mut matmul = Vec::new();
     let matmul_reps = 3;
     if setup.jepa.is_some() {
-        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device)?);
+        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
     }
 
     let mut plan_once = || -> Result<(f64, f64)> {
         planner.reset();
         sync(device);
-        let t0 = Instant::now();
+        let t0 = clock.now()?;
         let z0 = model.encode(&setup.start_obs)?;
         sync(device);
-        let encode_ms = ms(t0);
+        let encode_ms = ms(t0)?;
         let _ = planner.plan(model, &z0, &goal, None, &budget)?;
         sync(device);
-        Ok((ms(t0), encode_ms))
+        Ok((ms(t0)?, encode_ms))
     };
     for _ in 0..s.warmup {
         plan_once()?;
@@ -641,12 +702,12 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         plan_ms.push(p);
         encode_ms.push(e);
         sync(device);
-        let t = Instant::now();
+        let t = clock.now()?;
         replay.run(model)?;
-        rollout_ms.push(ms(t));
+        rollout_ms.push(ms(t)?);
     }
     if setup.jepa.is_some() {
-        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device)?);
+        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
     }
 
     let plan = Timing::of(plan_ms);
@@ -668,6 +729,7 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         latent_shape: model.latent_shape().to_vec(),
         device: zplan_models::device_name(device),
         threads: tch::get_num_threads(),
+        clock,
         planner: cfg.to_ron_string(),
         repeats: s.repeats,
         warmup: s.warmup,
@@ -740,6 +802,7 @@ mod tests {
             seed: 0,
             energy: EnergyConfig::default(),
             matmul_size: 64,
+            clock: Clock::Wall,
         };
         match s.planner_config().unwrap() {
             PlannerConfig::Cem(c) => assert_eq!((c.samples, c.elites, c.horizon), (300, 30, 16)),

@@ -1,0 +1,457 @@
+//! A planner on its own thread, for embedding in a fixed-rate robot control loop.
+
+use crate::bounds::ActionBounds;
+use crate::energy::EnergyConfig;
+use crate::error::{PlannerError, Result};
+use crate::mpc::{percentile, Mpc, MpcConfig};
+use crate::plan::Budget;
+use crate::planner::PlannerConfig;
+use crossbeam::channel::{self, Receiver, Sender, TrySendError};
+use crossbeam::epoch::{self, Atomic, Owned};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use zplan_models::WorldModel;
+
+/// How the controller thread plans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerOptions {
+    /// Period of the caller's control loop; [`Controller::latest_action`] steps through the
+    /// latest plan at this rate.
+    pub control_dt: Duration,
+    /// Each plan must be published within this time of its observation's arrival.
+    pub plan_deadline: Duration,
+    /// Cap on iterations per plan (`None`: the planner's own count).
+    pub iterations: Option<u32>,
+    /// Control steps each planned action is held (see [`MpcConfig::action_block`]).
+    pub action_block: usize,
+    /// Delay compensation: control periods between an observation and the first action of
+    /// the plan made from it. The planner predicts the state that far ahead with the actions
+    /// already committed for those periods and plans from there, so a plan published within
+    /// `lookahead · control_dt` starts exactly when its first action is due. 0 plans from the
+    /// observed state (its first action is then already late when published).
+    pub lookahead: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            control_dt: Duration::from_millis(50),
+            plan_deadline: Duration::from_millis(40),
+            iterations: None,
+            action_block: 1,
+            lookahead: 1,
+        }
+    }
+}
+
+/// Counters of a running controller (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControllerStats {
+    /// Observations pushed.
+    pub observations: u64,
+    /// Observations replaced by a newer one before the planner took them.
+    pub dropped_observations: u64,
+    /// Plans published.
+    pub plans: u64,
+    /// Plans published later than `plan_deadline` after their observation arrived.
+    pub deadline_misses: u64,
+    /// Plans that failed.
+    pub errors: u64,
+}
+
+/// What a stopped controller reports.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerReport {
+    /// Final counters.
+    pub stats: ControllerStats,
+    /// Observation-arrival-to-publication latency of each plan (includes waiting for the
+    /// planner to finish the previous plan).
+    pub latencies: Vec<Duration>,
+    /// Compute time of each plan (encode, prediction, planning).
+    pub plan_times: Vec<Duration>,
+    /// The last planning error, if any.
+    pub last_error: Option<String>,
+}
+
+impl ControllerReport {
+    /// Latency percentile (0–100).
+    pub fn latency_percentile(&self, p: f64) -> Option<Duration> {
+        percentile(&self.latencies, p)
+    }
+}
+
+/// A plan with the instant its first action is due, and the plan it replaces (still in force
+/// until then).
+#[derive(Clone)]
+struct Published {
+    /// Goal generation the plan was made for (see [`Controller::set_goal`]).
+    generation: u64,
+    t0: Instant,
+    actions: Arc<Vec<Vec<f32>>>,
+    before: Option<(Instant, Arc<Vec<Vec<f32>>>)>,
+}
+
+impl Published {
+    /// The action scheduled at `now` for a loop of period `dt`.
+    fn action_at(&self, now: Instant, dt: Duration) -> &[f32] {
+        let dt = dt.as_secs_f64().max(1e-9);
+        let (t0, actions) = match &self.before {
+            // Before the new plan is due (by more than half a period), the old one holds.
+            Some((t, a)) if now + Duration::from_secs_f64(dt / 2.0) < self.t0 => (*t, a),
+            _ => (self.t0, &self.actions),
+        };
+        let k = (now.saturating_duration_since(t0).as_secs_f64() / dt).round() as usize;
+        &actions[k.min(actions.len() - 1)]
+    }
+}
+
+/// A lock-free single-value slot: the planner swaps in a new plan, readers never wait.
+struct Slot(Atomic<Published>);
+
+impl Slot {
+    fn publish(&self, p: Published) {
+        let guard = epoch::pin();
+        let old = self.0.swap(Owned::new(p), Ordering::AcqRel, &guard);
+        if !old.is_null() {
+            // SAFETY: `old` was just unlinked; readers still holding it are pinned, and the
+            // destruction waits until they unpin.
+            unsafe { guard.defer_destroy(old) };
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Published) -> R) -> Option<R> {
+        let guard = epoch::pin();
+        let shared = self.0.load(Ordering::Acquire, &guard);
+        // SAFETY: the pointer is either null or a live `Published` protected by `guard`.
+        unsafe { shared.as_ref() }.map(f)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means no reader or writer is left.
+        unsafe {
+            let shared = self.0.load(Ordering::Relaxed, epoch::unprotected());
+            if !shared.is_null() {
+                drop(shared.into_owned());
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    observations: AtomicU64,
+    dropped: AtomicU64,
+    plans: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ControllerStats {
+        ControllerStats {
+            observations: self.observations.load(Ordering::Relaxed),
+            dropped_observations: self.dropped.load(Ordering::Relaxed),
+            plans: self.plans.load(Ordering::Relaxed),
+            deadline_misses: self.misses.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Observation {
+    obs: Vec<f32>,
+    at: Instant,
+}
+
+enum Command {
+    /// New goal observation, seed, generation.
+    Goal(Vec<f32>, u64, u64),
+    Stop,
+}
+
+/// A planner running on its own thread. The control loop pushes observations and reads the
+/// action for "now" without ever blocking; the planner replans whenever an observation
+/// arrives (dropping stale ones), each plan with a deadline, and publishes it with the
+/// observation's timestamp so that [`Controller::latest_action`] can step through it as time
+/// passes even when planning takes several control periods.
+pub struct Controller {
+    obs_tx: Sender<Observation>,
+    obs_drain: Receiver<Observation>,
+    cmd_tx: Sender<Command>,
+    slot: Arc<Slot>,
+    counters: Arc<Counters>,
+    generation: AtomicU64,
+    control_dt: Duration,
+    handle: Option<JoinHandle<ControllerReport>>,
+}
+
+impl Controller {
+    /// Builds the planner and an [`Mpc`] around it, encodes the goal, and starts the thread.
+    /// Configuration and goal errors are returned here, not from the thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        model: Arc<dyn WorldModel>,
+        planner: &PlannerConfig,
+        energy: EnergyConfig,
+        bounds: ActionBounds,
+        goal_obs: &[f32],
+        seed: u64,
+        options: ControllerOptions,
+    ) -> Result<Controller> {
+        let planner = planner.build(bounds, energy, seed)?;
+        let mpc_config = MpcConfig {
+            replan_every: options.action_block.max(1),
+            action_block: options.action_block.max(1),
+            iterations: options.iterations,
+            deadline_ms: None,
+            warm_start: true,
+        };
+        let mut mpc = Mpc::new(model, planner, mpc_config)?;
+        mpc.reset_episode(goal_obs, seed)?;
+        let (obs_tx, obs_rx) = channel::bounded::<Observation>(1);
+        let (cmd_tx, cmd_rx) = channel::unbounded::<Command>();
+        let slot = Arc::new(Slot(Atomic::null()));
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            mpc,
+            obs_rx: obs_rx.clone(),
+            cmd_rx,
+            slot: slot.clone(),
+            counters: counters.clone(),
+            options: options.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("zplan-planner".into())
+            .spawn(move || worker.run())
+            .map_err(|e| PlannerError::Controller(format!("cannot start planner thread: {e}")))?;
+        Ok(Controller {
+            obs_tx,
+            obs_drain: obs_rx,
+            cmd_tx,
+            slot,
+            counters,
+            generation: AtomicU64::new(0),
+            control_dt: options.control_dt,
+            handle: Some(handle),
+        })
+    }
+
+    /// Hands the planner a new observation, replacing one it has not started on yet.
+    /// Never blocks.
+    pub fn push_observation(&self, obs: &[f32]) {
+        self.counters.observations.fetch_add(1, Ordering::Relaxed);
+        let mut msg = Observation {
+            obs: obs.to_vec(),
+            at: Instant::now(),
+        };
+        // bounded(1): at most a couple of rounds even if the planner takes one meanwhile.
+        for _ in 0..4 {
+            match self.obs_tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Full(m)) => {
+                    if self.obs_drain.try_recv().is_ok() {
+                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    msg = m;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The action the latest plan schedules for now: step `round((now − t0) / control_dt)` of
+    /// the plan whose first action is due at `t0` (observation time + `lookahead` periods;
+    /// rounding absorbs loop jitter), the previous plan's until then, and the last action once
+    /// a plan runs out.
+    /// `None` until the first plan is published. Never blocks.
+    pub fn latest_action(&self) -> Option<Vec<f32>> {
+        let now = Instant::now();
+        let generation = self.generation.load(Ordering::Acquire);
+        self.slot
+            .read(|p| {
+                (p.generation == generation).then(|| p.action_at(now, self.control_dt).to_vec())
+            })
+            .flatten()
+    }
+
+    /// Switches to a new goal (encoded on the planner thread, which also reseeds and forgets
+    /// the warm start). From now on [`Controller::latest_action`] answers `None` until a plan
+    /// for this goal is published, never an action planned for the old one.
+    pub fn set_goal(&self, goal_obs: &[f32], seed: u64) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = self
+            .cmd_tx
+            .send(Command::Goal(goal_obs.to_vec(), seed, generation));
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ControllerStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops the thread after its current plan and returns its report.
+    pub fn stop(mut self) -> Result<ControllerReport> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<ControllerReport> {
+        let _ = self.cmd_tx.send(Command::Stop);
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| PlannerError::Controller("planner thread panicked".into())),
+            None => Ok(ControllerReport::default()),
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+struct Worker {
+    mpc: Mpc,
+    obs_rx: Receiver<Observation>,
+    cmd_rx: Receiver<Command>,
+    slot: Arc<Slot>,
+    counters: Arc<Counters>,
+    options: ControllerOptions,
+}
+
+impl Worker {
+    fn run(mut self) -> ControllerReport {
+        let mut report = ControllerReport::default();
+        let mut current: Option<Published> = None;
+        let mut generation = 0u64;
+        let dt = self.options.control_dt.as_secs_f64().max(1e-9);
+        loop {
+            // Commands first (a goal sent before an observation applies to it).
+            while let Ok(cmd) = self.cmd_rx.try_recv() {
+                if !self.command(cmd, &mut report, &mut generation) {
+                    return self.finish(report);
+                }
+                current = None;
+            }
+            let obs = channel::select! {
+                recv(self.cmd_rx) -> cmd => {
+                    let keep_going = match cmd {
+                        Ok(cmd) => self.command(cmd, &mut report, &mut generation),
+                        Err(_) => false,
+                    };
+                    if !keep_going {
+                        break;
+                    }
+                    current = None;
+                    continue;
+                }
+                recv(self.obs_rx) -> obs => match obs {
+                    Ok(obs) => obs,
+                    Err(_) => break,
+                },
+            };
+            if let Ok(cmd) = self.cmd_rx.try_recv() {
+                // A command raced the observation: apply it, then plan.
+                if !self.command(cmd, &mut report, &mut generation) {
+                    break;
+                }
+                current = None;
+            }
+            let t0 = obs.at + self.options.control_dt * self.options.lookahead as u32;
+            let executed = current
+                .as_ref()
+                .map(|p: &Published| {
+                    (t0.saturating_duration_since(p.t0).as_secs_f64() / dt).round() as usize
+                })
+                .unwrap_or(0);
+            let budget = Budget {
+                iterations: self.options.iterations,
+                deadline: Some(obs.at + self.options.plan_deadline),
+            };
+            let compute_started = Instant::now();
+            let planned = self.mpc.encode(&obs.obs).and_then(|z| {
+                // Delay compensation: start from where the committed actions will take us.
+                let committed: Vec<Vec<f32>> = match &current {
+                    Some(p) => (0..self.options.lookahead)
+                        .map(|j| {
+                            p.action_at(
+                                obs.at + self.options.control_dt * j as u32,
+                                self.options.control_dt,
+                            )
+                            .to_vec()
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let z = self.mpc.predict(&z, &committed)?;
+                self.mpc.plan_latent(&z, executed, budget)
+            });
+            match planned {
+                Ok(step) => {
+                    let before = current.as_ref().map(|p| {
+                        let now = Instant::now();
+                        match &p.before {
+                            Some((t, a)) if now + self.options.control_dt / 2 < p.t0 => {
+                                (*t, a.clone())
+                            }
+                            _ => (p.t0, p.actions.clone()),
+                        }
+                    });
+                    // Without a committed history the first plan starts at the observation.
+                    let start = if current.is_some() { t0 } else { obs.at };
+                    let published = Published {
+                        generation,
+                        t0: start,
+                        actions: Arc::new(step.actions),
+                        before,
+                    };
+                    self.slot.publish(published.clone());
+                    current = Some(published);
+                    let latency = obs.at.elapsed();
+                    self.counters.plans.fetch_add(1, Ordering::Relaxed);
+                    if latency > self.options.plan_deadline {
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    report.latencies.push(latency);
+                    report.plan_times.push(compute_started.elapsed());
+                }
+                Err(e) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    report.last_error = Some(e.to_string());
+                }
+            }
+        }
+        self.finish(report)
+    }
+
+    /// Applies a command; false means stop.
+    fn command(
+        &mut self,
+        cmd: Command,
+        report: &mut ControllerReport,
+        generation: &mut u64,
+    ) -> bool {
+        match cmd {
+            Command::Goal(goal, seed, g) => {
+                *generation = g;
+                if let Err(e) = self.mpc.reset_episode(&goal, seed) {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    report.last_error = Some(e.to_string());
+                }
+                true
+            }
+            Command::Stop => false,
+        }
+    }
+
+    fn finish(&self, mut report: ControllerReport) -> ControllerReport {
+        report.stats = self.counters.snapshot();
+        report
+    }
+}

@@ -1,0 +1,365 @@
+//! Latent energies: how far predicted latents are from the goal latent, plus action costs.
+
+use crate::error::{Check, PlannerError, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+/// Per-step distance between a predicted latent and the goal latent (both flattened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Metric {
+    /// Sum of absolute differences (mean with `normalize`); V-JEPA 2-AC's choice.
+    #[default]
+    L1,
+    /// Euclidean norm of the difference (root-mean-square with `normalize`).
+    L2,
+    /// Squared Euclidean norm (mean squared error with `normalize`).
+    SquaredL2,
+    /// `1 - cos(pred, goal)`; ignores latent scale.
+    Cosine,
+}
+
+/// How per-step distances over the horizon become one number per candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub enum Reduction {
+    /// Distance after the last action only (V-JEPA 2-AC). Blind to detours; fails behind walls.
+    #[default]
+    Last,
+    /// Sum over all steps: rewards getting close early and staying there.
+    Sum,
+    /// `Σ_h gamma^h d_h`.
+    Discounted(f32),
+}
+
+/// Weights and choices of the planning energy (lower is better).
+///
+/// `E = distance_weight * reduce_h d(z_h, z_goal) + action_weight * Σ ||a_h||²
+///      + smoothness_weight * Σ ||a_h - a_{h-1}||²`.
+///
+/// Defaults: L1 on the last step, mean over latent entries (V-JEPA 2-AC), no action terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnergyConfig {
+    /// Distance between latents.
+    pub metric: Metric,
+    /// Combination over the horizon.
+    pub reduction: Reduction,
+    /// Divide by the number of latent entries (L1 → mean, L2 → RMS, SquaredL2 → MSE), so
+    /// weights and MPPI temperatures transfer between latent sizes.
+    pub normalize: bool,
+    /// Weight of the distance term.
+    pub distance_weight: f32,
+    /// Weight of the action-magnitude penalty `Σ_h ||a_h||²`.
+    pub action_weight: f32,
+    /// Weight of the smoothness penalty `Σ_h ||a_h - a_{h-1}||²`.
+    pub smoothness_weight: f32,
+    /// Optional weight per flattened latent entry (empty: all 1). Lets a state-vector latent
+    /// stress positions over velocities.
+    pub latent_weights: Vec<f32>,
+}
+
+impl Default for EnergyConfig {
+    fn default() -> Self {
+        Self {
+            metric: Metric::L1,
+            reduction: Reduction::Last,
+            normalize: true,
+            distance_weight: 1.0,
+            action_weight: 0.0,
+            smoothness_weight: 0.0,
+            latent_weights: Vec::new(),
+        }
+    }
+}
+
+impl EnergyConfig {
+    /// Range checks (NaN fails).
+    pub fn validate(&self) -> Result<()> {
+        let c = Check::new("energy");
+        c.non_negative("distance_weight", self.distance_weight)?;
+        c.non_negative("action_weight", self.action_weight)?;
+        c.non_negative("smoothness_weight", self.smoothness_weight)?;
+        if let Reduction::Discounted(g) = self.reduction {
+            c.in_closed("reduction.Discounted", g, 0.0, 1.0)?;
+        }
+        for (i, &w) in self.latent_weights.iter().enumerate() {
+            c.non_negative(&format!("latent_weights[{i}]"), w)?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated [`EnergyConfig`] ready to score batches on a device.
+#[derive(Debug)]
+pub struct Energy {
+    config: EnergyConfig,
+    latent_weights: Option<Tensor>,
+}
+
+impl Energy {
+    /// Validates the config.
+    pub fn new(config: EnergyConfig) -> Result<Self> {
+        config.validate()?;
+        let latent_weights = if config.latent_weights.is_empty() {
+            None
+        } else {
+            Some(Tensor::f_from_slice(&config.latent_weights)?)
+        };
+        Ok(Self {
+            config,
+            latent_weights,
+        })
+    }
+
+    /// The config this energy was built from.
+    pub fn config(&self) -> &EnergyConfig {
+        &self.config
+    }
+
+    /// Moves cached constants to `device` (once per plan, not per iteration).
+    pub(crate) fn prepare(&mut self, device: Device) -> Result<()> {
+        if let Some(w) = &self.latent_weights {
+            if w.device() != device {
+                self.latent_weights = Some(w.f_to_device(device)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Energies `[S]` of `S` candidates from predicted latents `pred` `[S, H, *latent]`, the goal
+    /// latent `goal` `[1, *latent]` and the candidates' actions `[S, H, A]`, computed on
+    /// `pred`'s device in a handful of batched kernels. Differentiable (the gradient planner
+    /// backpropagates through it).
+    pub fn compute(&self, pred: &Tensor, goal: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let ps = pred.size();
+        if ps.len() < 3 {
+            return Err(PlannerError::Shape(format!(
+                "predicted latents must be [S, H, *latent], got {ps:?}"
+            )));
+        }
+        let (s, h) = (ps[0], ps[1]);
+        let d: i64 = ps[2..].iter().product();
+        let gs = goal.size();
+        if gs.first() != Some(&1) || gs[1..].iter().product::<i64>() != d || gs[1..] != ps[2..] {
+            return Err(PlannerError::Shape(format!(
+                "goal latent must be [1, {:?}], got {gs:?}",
+                &ps[2..]
+            )));
+        }
+        let a_s = actions.size();
+        if a_s.len() != 3 || a_s[0] != s || a_s[1] != h {
+            return Err(PlannerError::Shape(format!(
+                "actions must be [{s}, {h}, A], got {a_s:?}"
+            )));
+        }
+        let cfg = &self.config;
+        let p = pred.f_reshape([s, h, d])?;
+        let g = goal.f_reshape([1, 1, d])?;
+        let weights = match &self.latent_weights {
+            Some(w) if w.size()[0] != d => {
+                return Err(PlannerError::Shape(format!(
+                    "energy.latent_weights has {} entries but the latent has {d}",
+                    w.size()[0]
+                )))
+            }
+            Some(w) => Some(w.f_to_device(p.device())?.f_view([1, 1, d])?),
+            None => None,
+        };
+        let n = if cfg.normalize { d as f64 } else { 1.0 };
+        let dist = match cfg.metric {
+            Metric::Cosine => {
+                let (p, g) = match &weights {
+                    Some(w) => (p.f_mul(w)?, g.f_mul(w)?),
+                    None => (p, g),
+                };
+                Tensor::f_cosine_similarity(&p, &g, -1, 1e-8)?
+                    .f_neg()?
+                    .f_add_scalar(1.0)?
+            }
+            metric => {
+                let mut diff = p.f_sub(&g)?;
+                if let Some(w) = &weights {
+                    diff = diff.f_mul(w)?;
+                }
+                match metric {
+                    Metric::L1 => diff
+                        .f_abs()?
+                        .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
+                        .f_div_scalar(n)?,
+                    Metric::L2 => diff
+                        .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?
+                        .f_div_scalar(n.sqrt())?,
+                    _ => diff
+                        .f_square()?
+                        .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
+                        .f_div_scalar(n)?,
+                }
+            }
+        }; // [S, H]
+        let reduced = match cfg.reduction {
+            Reduction::Last => dist.f_select(1, h - 1)?,
+            Reduction::Sum => dist.f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?,
+            Reduction::Discounted(gamma) => {
+                // gamma^h on the device (pow(0, 0) = 1), no upload.
+                let w = Tensor::f_pow_scalar(
+                    f64::from(gamma),
+                    &Tensor::f_arange(h, (Kind::Float, dist.device()))?,
+                )?;
+                dist.f_mul(&w.f_view([1, h])?)?.f_sum_dim_intlist(
+                    [1i64].as_slice(),
+                    false,
+                    None::<Kind>,
+                )?
+            }
+        };
+        let mut energy = if cfg.distance_weight == 1.0 {
+            reduced
+        } else {
+            reduced.f_mul_scalar(f64::from(cfg.distance_weight))?
+        };
+        if cfg.action_weight > 0.0 {
+            let mag =
+                actions
+                    .f_square()?
+                    .f_sum_dim_intlist([1i64, 2].as_slice(), false, None::<Kind>)?;
+            energy = energy.f_add(&mag.f_mul_scalar(f64::from(cfg.action_weight))?)?;
+        }
+        if cfg.smoothness_weight > 0.0 && h > 1 {
+            let jerk = actions
+                .f_narrow(1, 1, h - 1)?
+                .f_sub(&actions.f_narrow(1, 0, h - 1)?)?
+                .f_square()?
+                .f_sum_dim_intlist([1i64, 2].as_slice(), false, None::<Kind>)?;
+            energy = energy.f_add(&jerk.f_mul_scalar(f64::from(cfg.smoothness_weight))?)?;
+        }
+        Ok(energy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(v).view(shape)
+    }
+
+    fn e(cfg: EnergyConfig, pred: &Tensor, goal: &Tensor, actions: &Tensor) -> Vec<f32> {
+        let e = Energy::new(cfg)
+            .unwrap()
+            .compute(pred, goal, actions)
+            .unwrap();
+        Vec::<f32>::try_from(&e).unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_and_reductions_by_hand() {
+        // S = 1, H = 2, latent 2: predictions (1, 0) then (0, 2), goal (0, 0).
+        let pred = t(&[1.0, 0.0, 0.0, 2.0], &[1, 2, 2]);
+        let goal = t(&[0.0, 0.0], &[1, 2]);
+        let act = Tensor::zeros([1, 2, 1], (Kind::Float, Device::Cpu));
+        let raw = |metric, reduction| EnergyConfig {
+            metric,
+            reduction,
+            normalize: false,
+            ..EnergyConfig::default()
+        };
+        close(
+            &e(raw(Metric::L1, Reduction::Last), &pred, &goal, &act),
+            &[2.0],
+        );
+        close(
+            &e(raw(Metric::L1, Reduction::Sum), &pred, &goal, &act),
+            &[3.0],
+        );
+        close(
+            &e(raw(Metric::L2, Reduction::Sum), &pred, &goal, &act),
+            &[3.0],
+        );
+        close(
+            &e(raw(Metric::SquaredL2, Reduction::Sum), &pred, &goal, &act),
+            &[5.0],
+        );
+        close(
+            &e(
+                raw(Metric::SquaredL2, Reduction::Discounted(0.5)),
+                &pred,
+                &goal,
+                &act,
+            ),
+            &[1.0 + 0.5 * 4.0],
+        );
+        close(
+            &e(
+                raw(Metric::L1, Reduction::Discounted(0.0)),
+                &pred,
+                &goal,
+                &act,
+            ),
+            &[1.0],
+        );
+        // normalize divides by the 2 latent entries (sqrt(2) for L2).
+        let norm = EnergyConfig {
+            metric: Metric::L1,
+            reduction: Reduction::Sum,
+            ..EnergyConfig::default()
+        };
+        close(&e(norm, &pred, &goal, &act), &[1.5]);
+        let norm = EnergyConfig {
+            metric: Metric::L2,
+            reduction: Reduction::Last,
+            ..EnergyConfig::default()
+        };
+        close(&e(norm, &pred, &goal, &act), &[2.0 / 2f32.sqrt()]);
+        // Cosine: orthogonal then parallel to goal (1, 0).
+        let goal1 = t(&[1.0, 0.0], &[1, 2]);
+        close(
+            &e(raw(Metric::Cosine, Reduction::Sum), &pred, &goal1, &act),
+            &[0.0 + 1.0],
+        );
+        // Latent weights stress entry 0.
+        let w = EnergyConfig {
+            latent_weights: vec![3.0, 0.0],
+            ..raw(Metric::L1, Reduction::Sum)
+        };
+        close(&e(w, &pred, &goal, &act), &[3.0]);
+    }
+
+    #[test]
+    fn action_terms_and_weights() {
+        let pred = Tensor::zeros([2, 3, 1], (Kind::Float, Device::Cpu));
+        let goal = Tensor::zeros([1, 1], (Kind::Float, Device::Cpu));
+        // Candidate 0: actions 1, 1, 1 (no jerk); candidate 1: 0, 2, 0.
+        let act = t(&[1.0, 1.0, 1.0, 0.0, 2.0, 0.0], &[2, 3, 1]);
+        let cfg = EnergyConfig {
+            action_weight: 0.5,
+            smoothness_weight: 0.25,
+            ..EnergyConfig::default()
+        };
+        close(
+            &e(cfg, &pred, &goal, &act),
+            &[0.5 * 3.0, 0.5 * 4.0 + 0.25 * 8.0],
+        );
+    }
+
+    #[test]
+    fn any_latent_rank_is_flattened() {
+        // Tokens: latent [2, 3]; S = 2, H = 1.
+        let pred = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([2, 1, 2, 3]);
+        let goal = Tensor::zeros([1, 2, 3], (Kind::Float, Device::Cpu));
+        let act = Tensor::zeros([2, 1, 4], (Kind::Float, Device::Cpu));
+        let got = e(EnergyConfig::default(), &pred, &goal, &act);
+        close(&got, &[15.0 / 6.0, 51.0 / 6.0]);
+        let bad_goal = Tensor::zeros([1, 6], (Kind::Float, Device::Cpu));
+        assert!(Energy::new(EnergyConfig::default())
+            .unwrap()
+            .compute(&pred, &bad_goal, &act)
+            .is_err());
+    }
+}

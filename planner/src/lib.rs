@@ -1,0 +1,114 @@
+//! zplan-planner: find action sequences whose predicted latents land on the goal's latent.
+//!
+//! The pieces, in data-flow order:
+//! - [`EnergyConfig`] / [`Energy`]: how far predicted latents `[S, H, *latent]` are from the
+//!   goal latent (L1, L2, squared L2, cosine; last step, sum or discounted; action and
+//!   smoothness penalties), batched on the model's device.
+//! - [`Planner`]: [`Cem`], [`ICem`], [`Mppi`], [`Gradient`], built from a [`PlannerConfig`]
+//!   (a tagged enum read from RON: `Cem(samples: 300, elites: 30, horizon: 8)`). Each
+//!   iteration evaluates every candidate in **one** batched `WorldModel::rollout` and reads
+//!   back only the `[S]` energies. Planning is anytime under a [`Budget`] (iterations and/or a
+//!   deadline) and reproducible from a seed.
+//! - [`Mpc`]: receding horizon with warm starts from the shifted previous plan, action blocks
+//!   and per-plan latency.
+//! - [`Controller`]: the planner on its own thread for a real-time control loop;
+//!   pushing observations and reading actions never block.
+//!
+//! Actions are bounded by [`ActionBounds`]; sampling planners work in the normalised space
+//! `[-1, 1]` per entry, so standard deviations are fractions of each entry's half-range.
+//! NaN or infinite energies rank last; an iteration in which every candidate is non-finite is
+//! an error ([`PlannerError::AllNonFinite`]).
+//!
+//! # Example
+//!
+//! Plan with CEM through a linear latent model `z' = z + a` towards `z = (0.5, -0.3)`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tch::{Device, Kind, Tensor};
+//! use zplan_models::WorldModel;
+//! use zplan_planner::{
+//!     ActionBounds, Budget, EnergyConfig, Metric, Mpc, MpcConfig, PlannerConfig, Reduction,
+//! };
+//!
+//! /// `z_{t+1} = z_t + a_t`, latent = observation, both 2-D.
+//! struct Integrator;
+//! impl WorldModel for Integrator {
+//!     fn name(&self) -> &str { "integrator" }
+//!     fn device(&self) -> Device { Device::Cpu }
+//!     fn obs_shape(&self) -> &[i64] { &[2] }
+//!     fn action_dim(&self) -> i64 { 2 }
+//!     fn latent_shape(&self) -> &[i64] { &[2] }
+//!     fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> { Ok(obs.shallow_clone()) }
+//!     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
+//!         Ok(actions.cumsum(1, Kind::Float) + z0.unsqueeze(1))
+//!     }
+//! }
+//!
+//! # fn main() -> zplan_planner::Result<()> {
+//! let planner: PlannerConfig =
+//!     PlannerConfig::from_ron_str("Cem(samples: 300, elites: 30, iterations: 10, horizon: 4)")?;
+//! let energy = EnergyConfig {
+//!     metric: Metric::SquaredL2,
+//!     reduction: Reduction::Sum,
+//!     ..EnergyConfig::default()
+//! };
+//! let bounds = ActionBounds::symmetric(2, 1.0)?;
+//!
+//! // One plan.
+//! let model = Integrator;
+//! let mut cem = planner.build(bounds.clone(), energy.clone(), 7)?;
+//! let z0 = Tensor::from_slice(&[0.0f32, 0.0]).view([1, 2]);
+//! let goal = Tensor::from_slice(&[0.5f32, -0.3]).view([1, 2]);
+//! let out = cem.plan(&model, &z0, &goal, None, &Budget::unlimited())?;
+//! assert!(bounds.contains(&out.plan.actions));
+//! assert!((out.plan.first()[0] - 0.5).abs() < 0.1 && (out.plan.first()[1] + 0.3).abs() < 0.1);
+//! assert!(out.energy_trace.windows(2).all(|w| w[1] <= w[0]));
+//!
+//! // Receding horizon: replan after every action, warm-started.
+//! let mut mpc = Mpc::new(Arc::new(Integrator), planner.build(bounds, energy, 7)?, MpcConfig::default())?;
+//! mpc.reset_episode(&[0.5, -0.3], 1)?;
+//! let mut obs = vec![0.0f32, 0.0];
+//! for _ in 0..3 {
+//!     let a = mpc.act(&obs)?;
+//!     obs[0] += a[0];
+//!     obs[1] += a[1];
+//! }
+//! assert!((obs[0] - 0.5).abs() < 0.05 && (obs[1] + 0.3).abs() < 0.05);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+// Range checks are written `if !(x >= lo) { error }` on purpose: NaN fails every comparison,
+// so the negated form rejects it where `if x < lo` would let it through.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+mod blocks;
+mod bounds;
+mod cem;
+mod controller;
+mod energy;
+mod error;
+mod gradient;
+mod icem;
+mod mpc;
+mod mppi;
+mod noise;
+mod plan;
+mod planner;
+mod sampling;
+
+pub use blocks::ActionBlocks;
+pub use bounds::ActionBounds;
+pub use cem::{Cem, CemConfig, ReturnMode};
+pub use controller::{Controller, ControllerOptions, ControllerReport, ControllerStats};
+pub use energy::{Energy, EnergyConfig, Metric, Reduction};
+pub use error::{PlannerError, Result};
+pub use gradient::{Gradient, GradientConfig};
+pub use icem::{ICem, ICemConfig};
+pub use mpc::{percentile, Mpc, MpcConfig, MpcStep};
+pub use mppi::{Mppi, MppiConfig};
+pub use noise::ColoredNoise;
+pub use plan::{Budget, Plan, PlanOutput};
+pub use planner::{Planner, PlannerConfig};

@@ -1,0 +1,329 @@
+//! Receding-horizon control: plan, execute a few actions, replan from the shifted plan.
+
+use crate::blocks::ActionBlocks;
+use crate::error::{Check, PlannerError, Result};
+use crate::plan::{Budget, Plan, PlanOutput};
+use crate::planner::Planner;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+use zplan_models::WorldModel;
+
+/// Receding-horizon settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MpcConfig {
+    /// Control steps executed between plans (DINO-WM executes 5 planned actions).
+    pub replan_every: usize,
+    /// Control steps each planned action is held; the planner's horizon counts blocks.
+    /// `replan_every` must be a multiple of it.
+    pub action_block: usize,
+    /// Cap on iterations per plan (`None`: the planner's own count).
+    pub iterations: Option<u32>,
+    /// Wall-clock budget per plan in milliseconds (`None`: no deadline).
+    pub deadline_ms: Option<f64>,
+    /// Start each plan from the previous one, shifted by the executed steps.
+    pub warm_start: bool,
+}
+
+impl Default for MpcConfig {
+    fn default() -> Self {
+        Self {
+            replan_every: 1,
+            action_block: 1,
+            iterations: None,
+            deadline_ms: None,
+            warm_start: true,
+        }
+    }
+}
+
+impl MpcConfig {
+    /// Range checks naming the field; NaN fails.
+    pub fn validate(&self) -> Result<()> {
+        let c = Check::new("mpc");
+        c.at_least_one("replan_every", self.replan_every)?;
+        c.at_least_one("action_block", self.action_block)?;
+        if self.replan_every % self.action_block != 0 {
+            return c.fail(
+                "replan_every",
+                format!(
+                    "{} must be a multiple of action_block ({})",
+                    self.replan_every, self.action_block
+                ),
+            );
+        }
+        if let Some(ms) = self.deadline_ms {
+            c.positive("deadline_ms", ms as f32)?;
+        }
+        Ok(())
+    }
+
+    /// The per-plan budget starting now.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            iterations: self.iterations,
+            deadline: self
+                .deadline_ms
+                .map(|ms| Instant::now() + Duration::from_secs_f64(ms / 1000.0)),
+        }
+    }
+}
+
+/// One replanning step of [`Mpc`].
+#[derive(Debug, Clone)]
+pub struct MpcStep {
+    /// Control actions to execute now, in order (`replan_every` of them).
+    pub actions: Vec<Vec<f32>>,
+    /// Wall time of encoding the observation and planning.
+    pub plan_time: Duration,
+    /// The planner's full output (its plan counts blocks of `action_block` control steps).
+    pub output: PlanOutput,
+}
+
+/// A receding-horizon controller: a model, a planner and the goal of the current episode.
+///
+/// Per episode: [`Mpc::reset_episode`] encodes and caches the goal and reseeds the planner;
+/// then either call [`Mpc::act`] once per control step (it replans every `replan_every`
+/// steps) or [`Mpc::next_actions`] once per replan and execute all the actions it returns.
+pub struct Mpc {
+    model: Arc<dyn WorldModel>,
+    planning_model: Arc<dyn WorldModel>,
+    planner: Box<dyn Planner>,
+    config: MpcConfig,
+    goal: Option<Tensor>,
+    previous: Option<Plan>,
+    queue: VecDeque<Vec<f32>>,
+    latencies: Vec<Duration>,
+}
+
+impl Mpc {
+    /// Checks that model, planner and config fit together.
+    pub fn new(
+        model: Arc<dyn WorldModel>,
+        planner: Box<dyn Planner>,
+        config: MpcConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        if model.action_dim() != planner.action_dim() as i64 {
+            return Err(PlannerError::Shape(format!(
+                "model `{}` takes {} action entries, planner `{}` plans {}",
+                model.name(),
+                model.action_dim(),
+                planner.name(),
+                planner.action_dim()
+            )));
+        }
+        let blocks = config.replan_every / config.action_block;
+        if blocks > planner.horizon() {
+            return Err(PlannerError::InvalidConfig {
+                field: "mpc.replan_every".into(),
+                message: format!(
+                    "{} control steps exceed the plan ({} actions of {} steps)",
+                    config.replan_every,
+                    planner.horizon(),
+                    config.action_block
+                ),
+            });
+        }
+        let planning_model: Arc<dyn WorldModel> = if config.action_block > 1 {
+            Arc::new(ActionBlocks::new(model.clone(), config.action_block))
+        } else {
+            model.clone()
+        };
+        Ok(Self {
+            model,
+            planning_model,
+            planner,
+            config,
+            goal: None,
+            previous: None,
+            queue: VecDeque::new(),
+            latencies: Vec::new(),
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &MpcConfig {
+        &self.config
+    }
+
+    /// The planner.
+    pub fn planner(&self) -> &dyn Planner {
+        self.planner.as_ref()
+    }
+
+    /// The world model (without the action-block view).
+    pub fn model(&self) -> &Arc<dyn WorldModel> {
+        &self.model
+    }
+
+    /// Encodes one observation into a latent `[1, *latent]` on the model's device.
+    pub fn encode(&self, obs: &[f32]) -> Result<Tensor> {
+        let shape = self.model.obs_shape();
+        let n: i64 = shape.iter().product();
+        if obs.len() as i64 != n {
+            return Err(PlannerError::Shape(format!(
+                "observation has {} entries, model `{}` expects {shape:?}",
+                obs.len(),
+                self.model.name()
+            )));
+        }
+        let mut full = Vec::with_capacity(shape.len() + 1);
+        full.push(1);
+        full.extend_from_slice(shape);
+        let _guard = tch::no_grad_guard();
+        let t = Tensor::f_from_slice(obs)?
+            .f_view(full.as_slice())?
+            .f_to_device(self.model.device())?;
+        Ok(self.model.encode(&t)?.f_to_kind(Kind::Float)?)
+    }
+
+    /// Starts an episode: encodes and caches the goal, forgets the previous plan and reseeds
+    /// the planner with `seed`, so the episode does not depend on earlier ones.
+    pub fn reset_episode(&mut self, goal_obs: &[f32], seed: u64) -> Result<()> {
+        let goal = self.encode(goal_obs)?;
+        self.reset_episode_latent(goal, seed);
+        Ok(())
+    }
+
+    /// Like [`Mpc::reset_episode`] with an already encoded goal latent `[1, *latent]`.
+    pub fn reset_episode_latent(&mut self, goal_latent: Tensor, seed: u64) {
+        self.goal = Some(goal_latent);
+        self.previous = None;
+        self.queue.clear();
+        self.latencies.clear();
+        self.planner.reseed(seed);
+    }
+
+    /// Replaces the goal mid-episode (keeps the warm start).
+    pub fn set_goal_latent(&mut self, goal_latent: Tensor) {
+        self.goal = Some(goal_latent);
+    }
+
+    /// Plans from `obs` and returns the next `replan_every` control actions; the next call
+    /// warm-starts from this plan shifted by them.
+    pub fn next_actions(&mut self, obs: &[f32]) -> Result<MpcStep> {
+        let executed = if self.previous.is_some() {
+            self.config.replan_every
+        } else {
+            0
+        };
+        let mut step = self.plan_after(obs, executed, self.config.budget())?;
+        step.actions.truncate(self.config.replan_every);
+        Ok(step)
+    }
+
+    /// One control action per call; replans whenever the actions of the last plan are used
+    /// up (every `replan_every` calls).
+    pub fn act(&mut self, obs: &[f32]) -> Result<Vec<f32>> {
+        if self.queue.is_empty() {
+            let step = self.next_actions(obs)?;
+            self.queue.extend(step.actions);
+        }
+        Ok(self
+            .queue
+            .pop_front()
+            .expect("a plan has at least one action"))
+    }
+
+    /// Plans from `obs` after `executed` control steps of the previous plan were carried out
+    /// (for the warm start), within `budget`. `actions` holds the whole plan in control
+    /// steps. The low-level entry point for callers that keep their own clock
+    /// ([`crate::Controller`]).
+    pub fn plan_after(&mut self, obs: &[f32], executed: usize, budget: Budget) -> Result<MpcStep> {
+        let started = Instant::now();
+        let z0 = self.encode(obs)?;
+        let mut step = self.plan_latent(&z0, executed, budget)?;
+        step.plan_time = started.elapsed();
+        if let Some(last) = self.latencies.last_mut() {
+            *last = step.plan_time;
+        }
+        Ok(step)
+    }
+
+    /// Like [`Mpc::plan_after`] from an already encoded (or predicted) latent `[1, *latent]`.
+    pub fn plan_latent(&mut self, z0: &Tensor, executed: usize, budget: Budget) -> Result<MpcStep> {
+        let started = Instant::now();
+        let goal = self.goal.as_ref().ok_or_else(|| {
+            PlannerError::Shape("no goal: call reset_episode before planning".into())
+        })?;
+        let warm = if self.config.warm_start {
+            self.previous
+                .as_ref()
+                .map(|p| p.shifted(executed / self.config.action_block))
+        } else {
+            None
+        };
+        let output = self.planner.plan(
+            self.planning_model.as_ref(),
+            z0,
+            goal,
+            warm.as_ref(),
+            &budget,
+        )?;
+        let plan_time = started.elapsed();
+        self.latencies.push(plan_time);
+        self.previous = Some(output.plan.clone());
+        Ok(MpcStep {
+            actions: self.control_actions(&output.plan),
+            plan_time,
+            output,
+        })
+    }
+
+    /// The latent after applying control `actions` from `z` `[1, *latent]` with the model
+    /// (used to plan from where the robot will be once already committed actions are done).
+    pub fn predict(&self, z: &Tensor, actions: &[Vec<f32>]) -> Result<Tensor> {
+        if actions.is_empty() {
+            return Ok(z.shallow_clone());
+        }
+        let a = self.model.action_dim();
+        let flat: Vec<f32> = actions.iter().flatten().copied().collect();
+        if flat.len() as i64 != a * actions.len() as i64 {
+            return Err(PlannerError::Shape(format!(
+                "committed actions must have {a} entries each"
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        let acts = Tensor::f_from_slice(&flat)?
+            .f_view([1, actions.len() as i64, a])?
+            .f_to_device(self.model.device())?;
+        let pred = self.model.rollout(z, &acts)?;
+        Ok(pred.f_select(1, actions.len() as i64 - 1)?)
+    }
+
+    /// A plan's actions in control steps (each held for `action_block` steps).
+    pub fn control_actions(&self, plan: &Plan) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(plan.horizon * self.config.action_block);
+        for t in 0..plan.horizon {
+            for _ in 0..self.config.action_block {
+                out.push(plan.action(t).to_vec());
+            }
+        }
+        out
+    }
+
+    /// The most recent plan.
+    pub fn last_plan(&self) -> Option<&Plan> {
+        self.previous.as_ref()
+    }
+
+    /// Wall time of every plan since the episode started.
+    pub fn latencies(&self) -> &[Duration] {
+        &self.latencies
+    }
+}
+
+/// The `p`-th percentile (0–100, nearest rank) of durations; `None` when empty.
+pub fn percentile(durations: &[Duration], p: f64) -> Option<Duration> {
+    if durations.is_empty() {
+        return None;
+    }
+    let mut sorted = durations.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}

@@ -1,0 +1,123 @@
+//! Power-law ("colored") Gaussian noise along the horizon for iCEM.
+//!
+//! A real signal of length `n` is a sum of cosines and sines at the DFT frequencies
+//! `f_k = k / n`. Giving each of them an independent standard-normal coefficient scaled by
+//! `f_k^(-β/2)` yields a power spectrum `∝ 1 / f^β`: β = 0 is white noise, β = 1 pink, β = 2
+//! brown (smooth, low-frequency, the kind that moves a body somewhere instead of jittering it).
+//! That is a fixed linear map `x = C w` from `n` white samples `w`, so we build `C` once per
+//! `(n, β)` (no FFT needed) and apply it per sequence. Every `x_t` has exactly unit variance.
+
+use rand_distr::{Distribution, StandardNormal};
+
+/// Linear map from `n` white Gaussian samples to `n` samples of unit-variance `1/f^β` noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColoredNoise {
+    n: usize,
+    beta: f32,
+    /// `n × n`, row-major: `x[t] = Σ_c matrix[t·n + c] · w[c]`.
+    matrix: Vec<f32>,
+}
+
+impl ColoredNoise {
+    /// The map for sequences of length `n >= 1` and exponent `beta >= 0`.
+    pub fn new(n: usize, beta: f32) -> Self {
+        assert!(n >= 1, "colored noise needs n >= 1");
+        let nf = n as f64;
+        let scale = |k: usize| ((k.max(1)) as f64 / nf).powf(-f64::from(beta) / 2.0);
+        // Columns: DC, then (cos, sin) per interior frequency, then Nyquist for even n.
+        let mut cols: Vec<Box<dyn Fn(usize) -> f64>> = Vec::with_capacity(n);
+        let mut var = 0.0;
+        let s0 = scale(0);
+        cols.push(Box::new(move |_| s0));
+        var += s0 * s0;
+        let mut k = 1;
+        while 2 * k < n {
+            let s = scale(k);
+            let w = 2.0 * std::f64::consts::PI * k as f64 / nf;
+            cols.push(Box::new(move |t| s * (w * t as f64).cos()));
+            cols.push(Box::new(move |t| s * (w * t as f64).sin()));
+            var += s * s;
+            k += 1;
+        }
+        if n % 2 == 0 && n >= 2 {
+            let s = scale(n / 2);
+            cols.push(Box::new(move |t| if t % 2 == 0 { s } else { -s }));
+            var += s * s;
+        }
+        debug_assert_eq!(cols.len(), n);
+        let norm = var.sqrt();
+        let mut matrix = vec![0.0f32; n * n];
+        for t in 0..n {
+            for (c, col) in cols.iter().enumerate() {
+                matrix[t * n + c] = (col(t) / norm) as f32;
+            }
+        }
+        Self { n, beta, matrix }
+    }
+
+    /// Sequence length.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always false (`n >= 1`).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Exponent β.
+    pub fn beta(&self) -> f32 {
+        self.beta
+    }
+
+    /// Draws one sequence into `out` (`len()` entries), using `white` as scratch.
+    pub fn sample<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        white: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        white.clear();
+        white.extend((0..self.n).map(|_| -> f32 { StandardNormal.sample(rng) }));
+        for (t, x) in out.iter_mut().enumerate().take(self.n) {
+            let row = &self.matrix[t * self.n..(t + 1) * self.n];
+            *x = row.iter().zip(white.iter()).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn stats(n: usize, beta: f32) -> (Vec<f32>, f32) {
+        let noise = ColoredNoise::new(n, beta);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let (mut white, mut x) = (Vec::new(), vec![0.0; n]);
+        let reps = 20_000;
+        let mut var = vec![0.0f32; n];
+        let mut lag1 = 0.0f32;
+        for _ in 0..reps {
+            noise.sample(&mut rng, &mut white, &mut x);
+            for t in 0..n {
+                var[t] += x[t] * x[t] / reps as f32;
+            }
+            lag1 += x.windows(2).map(|w| w[0] * w[1]).sum::<f32>() / ((n - 1) * reps) as f32;
+        }
+        (var, lag1)
+    }
+
+    #[test]
+    fn unit_variance_and_color() {
+        for n in [1usize, 2, 5, 16, 31] {
+            let (var, _) = stats(n, 2.0);
+            assert!(var.iter().all(|v| (v - 1.0).abs() < 0.05), "n={n}: {var:?}");
+        }
+        let (_, white) = stats(16, 0.0);
+        let (_, pink) = stats(16, 1.0);
+        let (_, brown) = stats(16, 2.0);
+        assert!(white.abs() < 0.03, "white lag-1 correlation {white}");
+        assert!(pink > 0.3 && brown > pink, "pink {pink}, brown {brown}");
+    }
+}

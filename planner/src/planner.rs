@@ -1,0 +1,467 @@
+//! The planner trait and the config enum that builds any planner.
+
+use crate::bounds::ActionBounds;
+use crate::cem::{Cem, CemConfig};
+use crate::energy::EnergyConfig;
+use crate::error::Result;
+use crate::gradient::{Gradient, GradientConfig};
+use crate::icem::{ICem, ICemConfig};
+use crate::mppi::{Mppi, MppiConfig};
+use crate::plan::{Budget, Plan, PlanOutput};
+use tch::Tensor;
+use zplan_models::WorldModel;
+
+/// Finds an action sequence whose predicted latents reach the goal latent.
+///
+/// Required: every method. Implementations own their energy, bounds and random stream, so
+/// the same seed, model and inputs give the same plan (bitwise on CPU). They are `Send` so a
+/// [`crate::Controller`] can run one on its own thread.
+pub trait Planner: Send {
+    /// Short identity (`"cem"`, `"icem"`, `"mppi"`, `"gradient"`).
+    fn name(&self) -> &str;
+
+    /// Number of planned actions.
+    fn horizon(&self) -> usize;
+
+    /// The action bounds every returned action lies in.
+    fn bounds(&self) -> &ActionBounds;
+
+    /// Action size.
+    fn action_dim(&self) -> usize {
+        self.bounds().dim()
+    }
+
+    /// Plans from `z0` `[1, *latent]` towards `z_goal` `[1, *latent]`.
+    ///
+    /// `warm_start` (typically the previous plan [`Plan::shifted`] by the executed steps)
+    /// seeds the search; a different horizon is truncated or extended by repeating its last
+    /// action. Anytime: see [`Budget`]. Errors on shape mismatches, model failures and when
+    /// every candidate of an iteration has a non-finite energy.
+    fn plan(
+        &mut self,
+        model: &dyn WorldModel,
+        z0: &Tensor,
+        z_goal: &Tensor,
+        warm_start: Option<&Plan>,
+        budget: &Budget,
+    ) -> Result<PlanOutput>;
+
+    /// Forgets warm state (iCEM's kept elites, MPPI's previous solution) and rewinds the
+    /// random stream to the seed, so an episode does not depend on the episodes before it.
+    fn reset(&mut self);
+
+    /// Like [`Planner::reset`] with a new seed (e.g. one per episode).
+    fn reseed(&mut self, seed: u64);
+}
+
+/// Any planner's settings, as a tagged enum for RON/JSON:
+/// `Cem(samples: 300, elites: 30, iterations: 10, horizon: 8, init_std: 1.0, min_std: 0.05,
+/// momentum: 0.1)`; omitted fields take their defaults, unknown fields are rejected.
+///
+/// Deserialisation accepts that struct-variant form in plain RON (no `unwrap_variant_newtypes`
+/// extension needed) and `{"Cem": {...}}` in JSON; serialisation writes the same forms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlannerConfig {
+    /// Cross-entropy method.
+    Cem(CemConfig),
+    /// Improved CEM with colored noise.
+    ICem(ICemConfig),
+    /// Model predictive path integral.
+    Mppi(MppiConfig),
+    /// Adam through the model's gradients.
+    Gradient(GradientConfig),
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig::Cem(CemConfig::default())
+    }
+}
+
+impl PlannerConfig {
+    /// Range checks of the selected planner's config.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            PlannerConfig::Cem(c) => c.validate(),
+            PlannerConfig::ICem(c) => c.validate(),
+            PlannerConfig::Mppi(c) => c.validate(),
+            PlannerConfig::Gradient(c) => c.validate(),
+        }
+    }
+
+    /// Planned actions.
+    pub fn horizon(&self) -> usize {
+        match self {
+            PlannerConfig::Cem(c) => c.horizon,
+            PlannerConfig::ICem(c) => c.horizon,
+            PlannerConfig::Mppi(c) => c.horizon,
+            PlannerConfig::Gradient(c) => c.horizon,
+        }
+    }
+
+    /// Configured iterations (gradient: steps; without its CEM initialisation).
+    pub fn iterations(&self) -> u32 {
+        match self {
+            PlannerConfig::Cem(c) => c.iterations,
+            PlannerConfig::ICem(c) => c.iterations,
+            PlannerConfig::Mppi(c) => c.iterations,
+            PlannerConfig::Gradient(c) => c.steps,
+        }
+    }
+
+    /// Short name of the selected planner.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlannerConfig::Cem(_) => "cem",
+            PlannerConfig::ICem(_) => "icem",
+            PlannerConfig::Mppi(_) => "mppi",
+            PlannerConfig::Gradient(_) => "gradient",
+        }
+    }
+
+    /// Builds the planner (validating everything first).
+    pub fn build(
+        &self,
+        bounds: ActionBounds,
+        energy: EnergyConfig,
+        seed: u64,
+    ) -> Result<Box<dyn Planner>> {
+        Ok(match self {
+            PlannerConfig::Cem(c) => Box::new(Cem::new(c.clone(), bounds, energy, seed)?),
+            PlannerConfig::ICem(c) => Box::new(ICem::new(c.clone(), bounds, energy, seed)?),
+            PlannerConfig::Mppi(c) => Box::new(Mppi::new(c.clone(), bounds, energy, seed)?),
+            PlannerConfig::Gradient(c) => Box::new(Gradient::new(c.clone(), bounds, energy, seed)?),
+        })
+    }
+
+    /// Parses RON (`Cem(samples: 300, ...)`) and validates.
+    pub fn from_ron_str(s: &str) -> Result<Self> {
+        let cfg: Self = ron::from_str(s).map_err(|e| crate::PlannerError::InvalidConfig {
+            field: "planner".into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Writes RON in the form [`PlannerConfig::from_ron_str`] reads.
+    pub fn to_ron_string(&self) -> String {
+        ron::to_string(self).expect("planner configs always serialise")
+    }
+}
+
+mod serde_impl {
+    //! Struct-variant (de)serialisation of [`PlannerConfig`] over the variants' own derived
+    //! struct impls, so `Cem(samples: 300)` parses in RON without extensions.
+    use super::*;
+    use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
+    use serde::ser::{self, SerializeStruct, SerializeStructVariant};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::marker::PhantomData;
+
+    const VARIANTS: &[&str] = &["Cem", "ICem", "Mppi", "Gradient"];
+
+    #[derive(Deserialize)]
+    enum Tag {
+        Cem,
+        #[serde(alias = "Icem")]
+        ICem,
+        Mppi,
+        Gradient,
+    }
+
+    struct StructBody<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for StructBody<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("planner settings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+
+    fn body<'de, T: Deserialize<'de>, V: VariantAccess<'de>>(
+        v: V,
+        fields: &'static [&'static str],
+    ) -> std::result::Result<T, V::Error> {
+        v.struct_variant(fields, StructBody(PhantomData))
+    }
+
+    struct ConfigVisitor;
+
+    impl<'de> Visitor<'de> for ConfigVisitor {
+        type Value = PlannerConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a planner: Cem(..), ICem(..), Mppi(..) or Gradient(..)")
+        }
+        fn visit_enum<A: EnumAccess<'de>>(
+            self,
+            data: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let (tag, v) = data.variant::<Tag>()?;
+            Ok(match tag {
+                Tag::Cem => PlannerConfig::Cem(body(v, CEM_FIELDS)?),
+                Tag::ICem => PlannerConfig::ICem(body(v, ICEM_FIELDS)?),
+                Tag::Mppi => PlannerConfig::Mppi(body(v, MPPI_FIELDS)?),
+                Tag::Gradient => PlannerConfig::Gradient(body(v, GRADIENT_FIELDS)?),
+            })
+        }
+    }
+
+    const CEM_FIELDS: &[&str] = &[
+        "samples",
+        "elites",
+        "iterations",
+        "horizon",
+        "init_std",
+        "min_std",
+        "max_std",
+        "momentum",
+        "include_mean",
+        "return_mode",
+    ];
+    const ICEM_FIELDS: &[&str] = &[
+        "samples",
+        "elites",
+        "iterations",
+        "horizon",
+        "beta",
+        "keep_elites",
+        "decay",
+        "init_std",
+        "min_std",
+        "max_std",
+        "momentum",
+        "include_mean",
+        "return_mode",
+    ];
+    const MPPI_FIELDS: &[&str] = &[
+        "samples",
+        "elites",
+        "iterations",
+        "horizon",
+        "temperature",
+        "noise_std",
+        "min_std",
+        "max_std",
+        "adapt_std",
+        "shift",
+        "include_mean",
+        "return_mode",
+    ];
+    const GRADIENT_FIELDS: &[&str] = &[
+        "steps", "horizon", "lr", "beta1", "beta2", "samples", "init_std", "init_cem",
+    ];
+
+    #[cfg(test)]
+    pub(super) fn fields(cfg: &PlannerConfig) -> &'static [&'static str] {
+        match cfg {
+            PlannerConfig::Cem(_) => CEM_FIELDS,
+            PlannerConfig::ICem(_) => ICEM_FIELDS,
+            PlannerConfig::Mppi(_) => MPPI_FIELDS,
+            PlannerConfig::Gradient(_) => GRADIENT_FIELDS,
+        }
+    }
+
+    impl<'de> Deserialize<'de> for PlannerConfig {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            d.deserialize_enum("PlannerConfig", VARIANTS, ConfigVisitor)
+        }
+    }
+
+    impl Serialize for PlannerConfig {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self {
+                PlannerConfig::Cem(c) => c.serialize(AsVariant {
+                    s,
+                    index: 0,
+                    name: "Cem",
+                }),
+                PlannerConfig::ICem(c) => c.serialize(AsVariant {
+                    s,
+                    index: 1,
+                    name: "ICem",
+                }),
+                PlannerConfig::Mppi(c) => c.serialize(AsVariant {
+                    s,
+                    index: 2,
+                    name: "Mppi",
+                }),
+                PlannerConfig::Gradient(c) => c.serialize(AsVariant {
+                    s,
+                    index: 3,
+                    name: "Gradient",
+                }),
+            }
+        }
+    }
+
+    /// A serializer that turns the inner config's `serialize_struct` into the outer
+    /// serializer's `serialize_struct_variant`; anything but a struct is an error.
+    struct AsVariant<S> {
+        s: S,
+        index: u32,
+        name: &'static str,
+    }
+
+    struct Fields<V>(V);
+
+    impl<V: SerializeStructVariant> SerializeStruct for Fields<V> {
+        type Ok = V::Ok;
+        type Error = V::Error;
+        fn serialize_field<T: ?Sized + Serialize>(
+            &mut self,
+            key: &'static str,
+            value: &T,
+        ) -> std::result::Result<(), V::Error> {
+            self.0.serialize_field(key, value)
+        }
+        fn skip_field(&mut self, key: &'static str) -> std::result::Result<(), V::Error> {
+            self.0.skip_field(key)
+        }
+        fn end(self) -> std::result::Result<V::Ok, V::Error> {
+            self.0.end()
+        }
+    }
+
+    macro_rules! not_a_struct {
+        ($($f:ident($($t:ty),*);)*) => {$(
+            fn $f(self, $(_: $t),*) -> std::result::Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("planner settings must be a struct"))
+            }
+        )*};
+    }
+
+    type Never<S> = ser::Impossible<<S as Serializer>::Ok, <S as Serializer>::Error>;
+
+    impl<S: Serializer> Serializer for AsVariant<S> {
+        type Ok = S::Ok;
+        type Error = S::Error;
+        type SerializeSeq = Never<S>;
+        type SerializeTuple = Never<S>;
+        type SerializeTupleStruct = Never<S>;
+        type SerializeTupleVariant = Never<S>;
+        type SerializeMap = Never<S>;
+        type SerializeStruct = Fields<S::SerializeStructVariant>;
+        type SerializeStructVariant = Never<S>;
+
+        fn serialize_struct(
+            self,
+            _name: &'static str,
+            len: usize,
+        ) -> std::result::Result<Self::SerializeStruct, S::Error> {
+            Ok(Fields(self.s.serialize_struct_variant(
+                "PlannerConfig",
+                self.index,
+                self.name,
+                len,
+            )?))
+        }
+
+        not_a_struct! {
+            serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
+            serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
+            serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
+            serialize_str(&str); serialize_bytes(&[u8]); serialize_none(); serialize_unit();
+            serialize_unit_struct(&'static str);
+            serialize_unit_variant(&'static str, u32, &'static str);
+        }
+
+        fn serialize_some<T: ?Sized + Serialize>(
+            self,
+            _: &T,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_seq(
+            self,
+            _: Option<usize>,
+        ) -> std::result::Result<Self::SerializeSeq, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> std::result::Result<Self::SerializeTupleStruct, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> std::result::Result<Self::SerializeTupleVariant, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_map(
+            self,
+            _: Option<usize>,
+        ) -> std::result::Result<Self::SerializeMap, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> std::result::Result<Self::SerializeStructVariant, S::Error> {
+            Err(ser::Error::custom("planner settings must be a struct"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written field lists of the RON (de)serialiser must match the structs.
+    #[test]
+    fn serialised_fields_are_the_known_fields() {
+        let all = [
+            PlannerConfig::Cem(CemConfig::default()),
+            PlannerConfig::ICem(ICemConfig::default()),
+            PlannerConfig::Mppi(MppiConfig::default()),
+            PlannerConfig::Gradient(GradientConfig::default()),
+        ];
+        for cfg in all {
+            let json = serde_json::to_value(&cfg).unwrap();
+            let (_, body) = json.as_object().unwrap().iter().next().unwrap();
+            let keys: Vec<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let known = serde_impl::fields(&cfg);
+            let mut a = keys.clone();
+            let mut b = known.to_vec();
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "{}", cfg.name());
+        }
+    }
+}

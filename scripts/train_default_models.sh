@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces the shipped default JEPA world models in models/trained/ (CPU, single torch thread,
+# fixed seeds). Each model: collect exploration data from collection-range seeds, then train.
+# Usage: scripts/train_default_models.sh [reach|two_rooms|push]...   (default: all three)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+./scripts/setup.sh >/dev/null
+cargo build --release --bin zplan
+Z=target/release/zplan
+mkdir -p data models/trained
+for m in "${@:-reach two_rooms push}"; do
+  for name in $m; do
+    case "$name" in
+      reach)
+        $Z collect scenarios/reach.ron --episodes 1000 --beta 1.0 --out data/reach
+        $Z train --data data/reach --out models/trained/reach.safetensors --device cpu --enc-layers 0
+        ;;
+      two_rooms)
+        # Starts anywhere in both rooms so the model sees both rooms and the door.
+        $Z collect scenarios/collect/two_rooms_wide.ron --episodes 2000 --beta 1.5 --out data/two_rooms
+        $Z train --data data/two_rooms --out models/trained/two_rooms.safetensors --device cpu --enc-layers 0
+        ;;
+      push)
+        $Z collect scenarios/push.ron --episodes 1000 --beta 1.5 --out data/push
+        $Z train --data data/push --out models/trained/push.safetensors --device cpu --enc-layers 0 --steps 4000
+        ;;
+      *) echo "unknown model $name (reach|two_rooms|push)" >&2; exit 2 ;;
+    esac
+  done
+done
