@@ -46,10 +46,11 @@ def percentile(values, q):
 def cem_plan(model, z0, z_goal, horizon, action_dim, samples, elites, iters,
              init_std=1.0, min_std=0.05, max_std=2.0, momentum=0.1):
     """One CEM plan from latent ``z0`` [1, *latent] towards ``z_goal`` [1, *latent]."""
-    mean = torch.zeros(horizon, action_dim)
-    std = torch.full((horizon, action_dim), init_std)
+    dev = z0.device
+    mean = torch.zeros(horizon, action_dim, device=dev)
+    std = torch.full((horizon, action_dim), init_std, device=dev)
     for _ in range(iters):
-        noise = torch.randn(samples, horizon, action_dim)
+        noise = torch.randn(samples, horizon, action_dim, device=dev)
         actions = (mean + std * noise).clamp(-1.0, 1.0)
         actions[0] = mean                       # the current mean is candidate 0
         z = z0.expand(samples, *z0.shape[1:])
@@ -76,36 +77,47 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall: time.perf_counter; cpu: time.process_time (all threads of the "
                         "process; robust to other processes competing for the cores)")
     args = p.parse_args(argv)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
+    device = torch.device(args.device)
+    if device.type == "cuda" and args.clock == "cpu":
+        p.error("--clock cpu cannot time CUDA work; use wall")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     # Spin-waiting OpenMP workers on a busy machine distort timings badly: fix the count.
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     obs_shape = [int(d) for d in args.obs_shape.split(",") if d.strip()]
-    model = torch.jit.load(args.model)
+    model = torch.jit.load(args.model, map_location=device)
     model.eval()
     g = torch.Generator().manual_seed(args.seed)
-    start = torch.rand([1] + obs_shape, generator=g) * 2 - 1
-    goal = torch.rand([1] + obs_shape, generator=g) * 2 - 1
+    start = (torch.rand([1] + obs_shape, generator=g) * 2 - 1).to(device)
+    goal = (torch.rand([1] + obs_shape, generator=g) * 2 - 1).to(device)
 
     times = []
     with torch.no_grad():
         z_goal = model.encode(goal)
         for i in range(args.warmup + args.repeats):
+            sync()
             t0 = clock()
             z0 = model.encode(start)
             plan = cem_plan(model, z0, z_goal, args.horizon, args.action_dim, args.samples,
                             args.elites, args.iters)
+            sync()
             dt = (clock() - t0) * 1e3
             if i >= args.warmup:
                 times.append(dt)
     assert plan.shape == (args.horizon, args.action_dim)
     med, p99 = statistics.median(times), percentile(times, 99)
-    print(f"model       {args.model} (latent {list(z_goal.shape[1:])}), torch {torch.__version__}, "
+    print(f"model       {args.model} (latent {list(z_goal.shape[1:])}) on {device}, "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), {args.clock} clock")
     print(f"planner     reference CEM: {args.samples} samples, {args.elites} elites, "
           f"horizon {args.horizon}, {args.iters} iterations")

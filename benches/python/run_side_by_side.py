@@ -108,6 +108,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=1,
                    help="alternate python/zplan this many times; medians over rounds are reported")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (both sides; use the wall clock)")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build")
     p.add_argument("--keep", help="export the models into this folder (default: a temporary one)")
     args = p.parse_args(argv)
@@ -120,13 +121,13 @@ def main(argv=None):
     budget = [
         "--samples", str(args.samples), "--elites", str(args.elites), "--horizon",
         str(args.horizon), "--iters", str(args.iters), "--threads", str(args.threads),
-        "--warmup", str(args.warmup), "--clock", args.clock,
+        "--warmup", str(args.warmup), "--clock", args.clock, "--device", args.device,
     ]
     print(f"# zplan vs PyTorch reference CEM, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"# machine: {machine_line()}")
     print(f"# torch {torch_version}, {args.threads} thread(s), {args.clock} clock; CEM "
           f"{args.samples} samples x horizon {args.horizon} x {args.iters} iterations, "
-          f"{args.elites} elites, float32, CPU; obs {args.obs_dim}, action {args.action_dim}")
+          f"{args.elites} elites, float32, {args.device}; obs {args.obs_dim}, action {args.action_dim}")
     rows = []
     for size in args.sizes:
         for variant in args.variants:
@@ -143,7 +144,7 @@ def main(argv=None):
                        str(args.action_dim), "--repeats", repeats] + budget
             zp_cmd = [zplan, "bench-plan", "--model", str(model), "--obs-shape",
                       str(args.obs_dim), "--action-dim", str(args.action_dim), "--planner",
-                      "cem", "--device", "cpu", "--repeats", repeats] + budget
+                      "cem", "--repeats", repeats] + budget
             ref, zp = [], []
             for _ in range(args.rounds):
                 ref.append(last_line_values(run(ref_cmd)))

@@ -422,6 +422,7 @@ impl Worker {
                     report.plan_times.push(compute_started.elapsed());
                 }
                 Err(e) => {
+                    tracing::warn!(error = %e, "controller: planning failed");
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                     report.last_error = Some(e.to_string());
                 }

@@ -152,7 +152,11 @@ impl Energy {
             )));
         }
         let cfg = &self.config;
-        let p = pred.f_reshape([s, h, d])?;
+        // Only the last step matters for `Last`: measure that one alone (H times less work).
+        let (p, steps) = match cfg.reduction {
+            Reduction::Last => (pred.f_select(1, h - 1)?.f_reshape([s, 1, d])?, 1),
+            _ => (pred.f_reshape([s, h, d])?, h),
+        };
         let g = goal.f_reshape([1, 1, d])?;
         let weights = match &self.latent_weights {
             Some(w) if w.size()[0] != d => {
@@ -165,6 +169,7 @@ impl Energy {
             None => None,
         };
         let n = if cfg.normalize { d as f64 } else { 1.0 };
+        // Each metric is one pass to form the difference and one fused reduction over it.
         let dist = match cfg.metric {
             Metric::Cosine => {
                 let (p, g) = match &weights {
@@ -182,29 +187,28 @@ impl Energy {
                 }
                 match metric {
                     Metric::L1 => diff
-                        .f_abs()?
-                        .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
+                        .f_norm_scalaropt_dim(1.0, [-1i64].as_slice(), false)?
                         .f_div_scalar(n)?,
                     Metric::L2 => diff
                         .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?
                         .f_div_scalar(n.sqrt())?,
                     _ => diff
+                        .f_norm_scalaropt_dim(2.0, [-1i64].as_slice(), false)?
                         .f_square()?
-                        .f_sum_dim_intlist([-1i64].as_slice(), false, None::<Kind>)?
                         .f_div_scalar(n)?,
                 }
             }
-        }; // [S, H]
+        }; // [S, steps]
         let reduced = match cfg.reduction {
-            Reduction::Last => dist.f_select(1, h - 1)?,
+            Reduction::Last => dist.f_select(1, 0)?,
             Reduction::Sum => dist.f_sum_dim_intlist([1i64].as_slice(), false, None::<Kind>)?,
             Reduction::Discounted(gamma) => {
                 // gamma^h on the device (pow(0, 0) = 1), no upload.
                 let w = Tensor::f_pow_scalar(
                     f64::from(gamma),
-                    &Tensor::f_arange(h, (Kind::Float, dist.device()))?,
+                    &Tensor::f_arange(steps, (Kind::Float, dist.device()))?,
                 )?;
-                dist.f_mul(&w.f_view([1, h])?)?.f_sum_dim_intlist(
+                dist.f_mul(&w.f_view([1, steps])?)?.f_sum_dim_intlist(
                     [1i64].as_slice(),
                     false,
                     None::<Kind>,

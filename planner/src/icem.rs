@@ -32,7 +32,7 @@ pub struct ICemConfig {
     pub beta: f32,
     /// Fraction of the elites carried into the next iteration and, shifted, into the next plan.
     pub keep_elites: f32,
-    /// Population decay γ: iteration `i` samples `max(samples · γ^-i, 2 · elites)`.
+    /// Population decay γ: iteration `i` samples `max(samples · γ^-i, min(2 · elites, samples))`.
     pub decay: f32,
     /// Standard deviation at the start of every plan (half-range units).
     pub init_std: f32,
@@ -87,10 +87,10 @@ impl ICemConfig {
         Ok(())
     }
 
-    /// Candidates in iteration `i`.
+    /// Candidates in iteration `i`: `max(samples · decay^-i, min(2 · elites, samples))`.
     pub fn population(&self, i: u32) -> usize {
         let decayed = (self.samples as f64 * f64::from(self.decay).powi(-(i as i32))) as usize;
-        decayed.max(2 * self.elites).max(1)
+        decayed.max((2 * self.elites).min(self.samples)).max(1)
     }
 
     fn kept(&self) -> usize {

@@ -265,6 +265,15 @@ impl Mpc {
             &budget,
         )?;
         let plan_time = started.elapsed();
+        tracing::trace!(
+            planner = self.planner.name(),
+            iterations = output.iterations,
+            rollouts = output.rollouts,
+            best_energy = output.best_energy,
+            hit_deadline = output.hit_deadline,
+            ms = plan_time.as_secs_f64() * 1e3,
+            "plan"
+        );
         self.latencies.push(plan_time);
         self.previous = Some(output.plan.clone());
         Ok(MpcStep {

@@ -3,7 +3,8 @@
 use crate::error::{PlannerError, Result};
 use std::time::{Duration, Instant};
 
-/// An action sequence: `horizon` actions of `action_dim` entries, row-major.
+/// An action sequence: `horizon >= 1` actions of `action_dim` entries, row-major (build it
+/// with [`Plan::new`], which checks that).
 ///
 /// A plan is what a planner hands back and what it takes as a warm start. `shift` counts the
 /// steps this plan was advanced by [`Plan::shifted`] since a planner produced it; iCEM uses it

@@ -146,6 +146,14 @@ pub(crate) fn normalised_warm_start(
     warm: &Plan,
     horizon: usize,
 ) -> Result<Vec<f32>> {
+    if warm.horizon == 0 || warm.actions.len() != warm.horizon * warm.action_dim {
+        return Err(PlannerError::Shape(format!(
+            "warm start has {} values for {} actions of {} entries",
+            warm.actions.len(),
+            warm.horizon,
+            warm.action_dim
+        )));
+    }
     if warm.action_dim != bounds.dim() {
         return Err(PlannerError::Shape(format!(
             "warm start has {} action entries, the bounds {}",

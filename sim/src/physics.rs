@@ -2,9 +2,9 @@
 //!
 //! Rapier's [`PhysicsWorld`] is not `Clone` because its pipelines are reusable workspaces; every
 //! structure that carries simulation state (bodies, colliders, joints, islands, broad and
-//! narrow phase with their contact caches and warm-start impulses) is. [`WorldState`] holds
-//! exactly those, so restoring one into a world — keeping that world's pipeline, as rapier's own
-//! snapshot tests do — continues bit-identically.
+//! narrow phase with their contact caches and warm-start impulses) is. The crate-private
+//! `WorldState` holds exactly those, so restoring one into a world (keeping that world's
+//! pipeline, as Rapier's own snapshot tests do) continues bit-identically.
 
 use rapier3d::prelude::*;
 
