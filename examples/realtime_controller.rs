@@ -61,7 +61,9 @@ struct Args {
     seed: u64,
 }
 
-/// Planner, energy and action block that suit a scenario family under a tight deadline.
+/// Planner, energy and action block that suit a scenario family under a tight deadline: the
+/// closed-loop test's settings (`planner/tests/closed_loop.rs`) with fewer samples, so that
+/// one iteration fits the deadline (the anytime planner cuts later iterations as needed).
 fn preset(kind: &str) -> (PlannerConfig, EnergyConfig, usize) {
     let sum_l2 = EnergyConfig {
         metric: Metric::L2,
@@ -71,8 +73,8 @@ fn preset(kind: &str) -> (PlannerConfig, EnergyConfig, usize) {
     match kind {
         "two_rooms" => (
             PlannerConfig::ICem(ICemConfig {
-                samples: 64,
-                elites: 8,
+                samples: 48,
+                elites: 6,
                 iterations: 3,
                 horizon: 15,
                 init_std: 0.8,
@@ -83,17 +85,18 @@ fn preset(kind: &str) -> (PlannerConfig, EnergyConfig, usize) {
             3,
         ),
         "push" => (
-            PlannerConfig::Cem(CemConfig {
+            PlannerConfig::ICem(ICemConfig {
                 samples: 48,
                 elites: 6,
                 iterations: 3,
-                horizon: 8,
+                horizon: 10,
                 init_std: 0.8,
-                momentum: 0.0,
-                ..CemConfig::default()
+                beta: 2.0,
+                ..ICemConfig::default()
             }),
             EnergyConfig {
-                latent_weights: vec![0.5, 0.5, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.0, 0.0, 0.0],
+                // pusher x, y, vx, vy; block x, y, cos, sin, vx, vy, yaw rate
+                latent_weights: vec![0.2, 0.2, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 0.05],
                 ..sum_l2
             },
             2,

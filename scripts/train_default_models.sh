@@ -18,7 +18,7 @@ for m in "${@:-reach two_rooms push}"; do
       two_rooms)
         # Starts anywhere in both rooms so the model sees both rooms and the door.
         $Z collect scenarios/collect/two_rooms_wide.ron --episodes 2000 --beta 1.5 --out data/two_rooms
-        $Z train --data data/two_rooms --out models/trained/two_rooms.safetensors --device cpu --enc-layers 0
+        $Z train --data data/two_rooms --out models/trained/two_rooms.safetensors --device cpu --enc-layers 0 --latent-dim 2 --steps 4000
         ;;
       push)
         $Z collect scenarios/push.ron --episodes 1000 --beta 1.5 --out data/push

@@ -24,7 +24,9 @@ pub struct ControllerOptions {
     pub plan_deadline: Duration,
     /// Cap on iterations per plan (`None`: the planner's own count).
     pub iterations: Option<u32>,
-    /// Control steps each planned action is held (see [`MpcConfig::action_block`]).
+    /// Control steps each planned action is held (see [`MpcConfig::action_block`]). With
+    /// blocks longer than 1 the planner replans once per block (on the first observation at
+    /// or after a block boundary), so its warm start stays aligned with time.
     pub action_block: usize,
     /// Delay compensation: control periods between an observation and the first action of
     /// the plan made from it. The planner predicts the state that far ahead with the actions
@@ -370,6 +372,10 @@ impl Worker {
                     (t0.saturating_duration_since(p.t0).as_secs_f64() / dt).round() as usize
                 })
                 .unwrap_or(0);
+            if current.is_some() && executed < self.options.action_block.max(1) {
+                // Replan on block boundaries only, so the warm start stays aligned with time.
+                continue;
+            }
             let budget = Budget {
                 iterations: self.options.iterations,
                 deadline: Some(obs.at + self.options.plan_deadline),

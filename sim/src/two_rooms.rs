@@ -9,7 +9,7 @@
 //! velocity before each physics substep; contacts with the (frictionless) walls then remove the
 //! component that would enter a wall, so the ball slides along walls instead of sticking.
 //!
-//! Observation: `[x, y, vx, vy]`. Goal observation: `[gx, gy, 0, 0]`. Success: the ball centre
+//! Observation: `[x, y, vx, vy]` (or `[x, y]` with `observe_velocity: false`). Goal observation: `[gx, gy, 0, 0]` (or `[gx, gy]`). Success: the ball centre
 //! within `goal_radius` of the goal.
 
 use crate::common::{self, Counters, Region};
@@ -84,6 +84,11 @@ pub struct TwoRoomsConfig {
     pub substeps: u32,
     /// Episode step limit. Default 120.
     pub max_steps: u32,
+    /// Whether the observation includes the ball's velocity (`[x, y, vx, vy]`) or only its
+    /// position (`[x, y]`). The ball is velocity-commanded, so its position is the whole
+    /// state either way; without velocity, distances between observations are pure position
+    /// distances (no zero-velocity trap against walls). Default true.
+    pub observe_velocity: bool,
 }
 
 impl Default for TwoRoomsConfig {
@@ -109,6 +114,7 @@ impl Default for TwoRoomsConfig {
             control_dt: 0.1,
             substeps: 2,
             max_steps: 120,
+            observe_velocity: true,
         }
     }
 }
@@ -272,7 +278,9 @@ impl Scenario for TwoRoomsConfig {
     }
 
     fn spec(&self) -> EnvSpec {
-        let names = ["x", "y", "vx", "vy"]
+        let all = ["x", "y", "vx", "vy"];
+        let n = if self.observe_velocity { 4 } else { 2 };
+        let names = all[..n]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -478,11 +486,19 @@ impl Env for TwoRooms {
     fn observe(&self) -> Vec<f32> {
         let rb = &self.world.bodies[self.ball];
         let (t, v) = (rb.translation(), rb.linvel());
-        vec![t.x, t.y, v.x, v.y]
+        if self.layout.config.observe_velocity {
+            vec![t.x, t.y, v.x, v.y]
+        } else {
+            vec![t.x, t.y]
+        }
     }
 
     fn goal_observation(&self) -> Vec<f32> {
-        vec![self.goal[0], self.goal[1], 0.0, 0.0]
+        if self.layout.config.observe_velocity {
+            vec![self.goal[0], self.goal[1], 0.0, 0.0]
+        } else {
+            vec![self.goal[0], self.goal[1]]
+        }
     }
 
     fn step(&mut self, action: &[f32]) -> Result<StepInfo> {
@@ -541,7 +557,8 @@ impl Env for TwoRooms {
 
     fn set_state(&mut self, obs: &[f32]) -> Result<()> {
         common::check_state(&self.spec, obs)?;
-        self.place([obs[0], obs[1]], [obs[2], obs[3]]);
+        let v = if obs.len() >= 4 { [obs[2], obs[3]] } else { [0.0, 0.0] };
+        self.place([obs[0], obs[1]], v);
         Ok(())
     }
 
