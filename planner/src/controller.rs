@@ -177,9 +177,13 @@ enum Command {
 
 /// A planner running on its own thread. The control loop pushes observations and reads the
 /// action for "now" without ever blocking; the planner replans whenever an observation
-/// arrives (dropping stale ones), each plan with a deadline, and publishes it with the
-/// observation's timestamp so that [`Controller::latest_action`] can step through it as time
-/// passes even when planning takes several control periods.
+/// arrives (dropping stale ones; at most once per control period, or per action block), each
+/// plan with a deadline, and publishes it with the time its first action is due, so that
+/// [`Controller::latest_action`] steps through it as time passes even when planning takes
+/// several control periods.
+///
+/// Typical loop, once per control period: `push_observation(&obs)`, then
+/// `latest_action()` (hold a safe action while it is `None`), then actuate.
 pub struct Controller {
     obs_tx: Sender<Observation>,
     obs_drain: Receiver<Observation>,

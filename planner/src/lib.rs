@@ -19,6 +19,22 @@
 //! NaN or infinite energies rank last; an iteration in which every candidate is non-finite is
 //! an error ([`PlannerError::AllNonFinite`]).
 //!
+//! # Settings that work
+//!
+//! With the simulator-backed model (`planner/tests/closed_loop.rs`, 20/20 episodes each):
+//! an energy summed over the horizon (`metric: L2, reduction: Sum`) rather than the last
+//! step; action blocks (`MpcConfig::action_block`) to reach far with few decision variables;
+//! iCEM's brown noise (`beta` 2–2.5) where a detour (two_rooms' door) or a decisive push is
+//! needed; for push, `latent_weights` that put the block pose first. Defaults otherwise
+//! follow published practice (CEM 300/30/10, iCEM 3 iterations β = 2, MPPI after TD-MPC2).
+//!
+//! # Threads and determinism
+//!
+//! Planners sample on the host from a seeded ChaCha stream and upload once per iteration, so
+//! the same seed, model and inputs give bit-identical plans on the CPU whatever the thread
+//! that plans. Inference runs under `no_grad`; the gradient planner enables grad mode itself
+//! (grad mode is thread-local in libtorch).
+//!
 //! # Example
 //!
 //! Plan with CEM through a linear latent model `z' = z + a` towards `z = (0.5, -0.3)`:

@@ -65,7 +65,8 @@ proptest! {
             prop_assert!(env.connected(p, g), "goal {g:?} unreachable from {p:?}");
             prop_assert!(min_gap(env.world(), None) >= 0.0);
             prop_assert!(!env.success());
-            prop_assert_eq!(&o[2..], &[0.0, 0.0]);
+            // Velocities (when observed) start at rest.
+            prop_assert!(o[2..].iter().all(|v| *v == 0.0), "{o:?}");
         }
     }
 
