@@ -13,13 +13,21 @@ fn info_runs_from_another_directory_with_an_empty_environment() {
         .env_clear()
         .output()
         .expect("zplan starts without LD_LIBRARY_PATH");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("libtorch        2.11.0"), "{text}");
     assert!(text.contains("cuda available"), "{text}");
     assert!(text.contains("torch threads"), "{text}");
     assert!(text.contains("build profile"), "{text}");
-    let json = Command::new(ZPLAN).args(["info", "--json"]).env_clear().output().unwrap();
+    let json = Command::new(ZPLAN)
+        .args(["info", "--json"])
+        .env_clear()
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["libtorch_version"], "2.11.0");
 }
@@ -39,15 +47,31 @@ fn libtorch_cuda_stays_linked() {
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("[libtorch_cuda.so]"), "libtorch_cuda.so not NEEDED:\n{text}");
-    assert!(text.contains("RUNPATH") || text.contains("RPATH"), "no rpath:\n{text}");
+    assert!(
+        text.contains("[libtorch_cuda.so]"),
+        "libtorch_cuda.so not NEEDED:\n{text}"
+    );
+    assert!(
+        text.contains("RUNPATH") || text.contains("RPATH"),
+        "no rpath:\n{text}"
+    );
 }
 
 #[test]
 fn help_lists_the_subcommands() {
     let out = Command::new(ZPLAN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["info", "validate", "run", "merge", "model", "collect", "train", "bench-plan", "bench"] {
+    for cmd in [
+        "info",
+        "validate",
+        "run",
+        "merge",
+        "model",
+        "collect",
+        "train",
+        "bench-plan",
+        "bench",
+    ] {
         assert!(text.contains(cmd), "`{cmd}` missing from --help:\n{text}");
     }
 }
@@ -57,11 +81,27 @@ fn validate_reports_bad_scenarios_with_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.ron");
     std::fs::write(&p, "TwoRooms(\n    door_width: -1.0,\n)\n").unwrap();
-    let out = Command::new(ZPLAN).arg("validate").arg(&p).output().unwrap();
+    let out = Command::new(ZPLAN)
+        .arg("validate")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.ron:2") && err.contains("door_width"), "{err}");
+    assert!(
+        err.contains("bad.ron:2") && err.contains("door_width"),
+        "{err}"
+    );
     let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/default.ron");
-    let out = Command::new(ZPLAN).arg("validate").arg(&good).args(["--device", "cpu"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(ZPLAN)
+        .arg("validate")
+        .arg(&good)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

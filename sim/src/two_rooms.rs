@@ -280,10 +280,7 @@ impl Scenario for TwoRoomsConfig {
     fn spec(&self) -> EnvSpec {
         let all = ["x", "y", "vx", "vy"];
         let n = if self.observe_velocity { 4 } else { 2 };
-        let names = all[..n]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names = all[..n].iter().map(|s| s.to_string()).collect();
         common::spec(
             Self::KIND,
             names,
@@ -557,7 +554,11 @@ impl Env for TwoRooms {
 
     fn set_state(&mut self, obs: &[f32]) -> Result<()> {
         common::check_state(&self.spec, obs)?;
-        let v = if obs.len() >= 4 { [obs[2], obs[3]] } else { [0.0, 0.0] };
+        let v = if obs.len() >= 4 {
+            [obs[2], obs[3]]
+        } else {
+            [0.0, 0.0]
+        };
         self.place([obs[0], obs[1]], v);
         Ok(())
     }

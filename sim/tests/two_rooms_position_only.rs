@@ -5,7 +5,10 @@ use zplan_sim::{Env, TwoRooms, TwoRoomsConfig};
 
 #[test]
 fn position_only_observation() {
-    let cfg = TwoRoomsConfig { observe_velocity: false, ..TwoRoomsConfig::default() };
+    let cfg = TwoRoomsConfig {
+        observe_velocity: false,
+        ..TwoRoomsConfig::default()
+    };
     let mut env = TwoRooms::new(cfg).unwrap();
     assert_eq!(env.spec().obs_names, ["x", "y"]);
     env.reset(7).unwrap();

@@ -10,6 +10,7 @@ use crate::results::EpisodeRecord;
 use crate::suite::{Entry, LoadedSuite};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
 use std::path::Path;
 use zplan_planner::PlannerConfig;
@@ -238,8 +239,28 @@ pub fn to_markdown(rows: &[BenchRow]) -> String {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Success (with its Wilson interval) against median plan time (a bar to p99), log time axis;
-/// the Pareto front joined by a staircase and drawn filled, dominated entries hollow.
+/// Tick values 1, 2, 5 × 10^k inside `[lo, hi]` (plotters labels only powers of ten).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if t >= lo && t <= hi {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
+const FRONT: RGBColor = RGBColor(214, 39, 40);
+const DOMINATED: RGBColor = RGBColor(110, 110, 110);
+const STAIRS: RGBColor = RGBColor(255, 127, 14);
+
+/// Success (with its Wilson interval) against median plan time (a thin bar to p99), log time
+/// axis; the Pareto front joined by a staircase and drawn filled, dominated entries hollow.
 fn pareto_chart<DB: DrawingBackend>(
     area: DrawingArea<DB, Shift>,
     scenario: &str,
@@ -263,47 +284,53 @@ where
     };
     let mut chart = ChartBuilder::on(&area)
         .caption(
-            format!("{scenario}: success vs plan time (Pareto front filled)"),
+            format!("{scenario}: success vs plan time"),
             ("sans-serif", 20),
         )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
-        .build_cartesian_2d((lo..hi).log_scale(), -0.02f64..1.05)?;
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            -0.02f64..1.05,
+        )?;
     chart
         .configure_mesh()
-        .x_desc("plan time, ms (median; bar to p99; log scale)")
+        .x_label_formatter(&|x| format!("{x}"))
+        .x_desc("plan time, ms (median, thin bar to p99; log scale)")
         .y_desc("success rate (95% Wilson interval)")
         .draw()?;
     let ok = |r: &&BenchRow| r.plan_ms_p50.is_finite() && r.plan_ms_p50 > 0.0;
     let mut front: Vec<&BenchRow> = rows.iter().copied().filter(|r| r.pareto && ok(r)).collect();
     front.sort_by(|a, b| a.plan_ms_p50.total_cmp(&b.plan_ms_p50));
-    if front.len() > 1 {
-        let mut stairs = Vec::new();
-        for (k, r) in front.iter().enumerate() {
-            if k > 0 {
-                stairs.push((r.plan_ms_p50, front[k - 1].success_rate));
-            }
-            stairs.push((r.plan_ms_p50, r.success_rate));
+    let mut stairs = Vec::new();
+    for (k, r) in front.iter().enumerate() {
+        if k > 0 {
+            stairs.push((r.plan_ms_p50, front[k - 1].success_rate));
         }
-        chart.draw_series(LineSeries::new(stairs, RED.mix(0.6).stroke_width(2)))?;
+        stairs.push((r.plan_ms_p50, r.success_rate));
     }
+    chart
+        .draw_series(LineSeries::new(stairs, STAIRS.mix(0.8).stroke_width(3)))?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STAIRS.stroke_width(3)));
+    let log_mid = 0.5 * (lo.log10() + hi.log10());
     for (i, r) in rows.iter().enumerate().filter(|(_, r)| ok(r)) {
-        let color = if r.pareto {
-            RED.to_rgba()
-        } else {
-            RGBColor(90, 90, 90).to_rgba()
-        };
+        let color = if r.pareto { FRONT } else { DOMINATED };
         let (x, y) = (r.plan_ms_p50, r.success_rate);
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(x, r.ci_low), (x, r.ci_high)],
-            color.stroke_width(2),
+            color.mix(0.7).stroke_width(2),
         )))?;
         if r.plan_ms_p99.is_finite() && r.plan_ms_p99 > x {
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![(x, y), (r.plan_ms_p99, y)],
-                color.mix(0.5).stroke_width(1),
+                DOMINATED.mix(0.6).stroke_width(1),
             )))?;
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((r.plan_ms_p99, y))
+                    + PathElement::new(vec![(0, -4), (0, 4)], DOMINATED.stroke_width(1)),
+            ))?;
         }
         let style = if r.pareto {
             color.filled()
@@ -311,17 +338,40 @@ where
             color.stroke_width(2)
         };
         chart.draw_series(std::iter::once(Circle::new((x, y), 6, style)))?;
-        // Labels alternate above and below so neighbours do not collide.
-        let dy = if i % 2 == 0 { -22 } else { 10 };
+        // Labels alternate above and below so neighbours collide less, and sit on the side
+        // of the point with more room.
+        let dy = if i % 2 == 0 { -14 } else { 14 };
+        let right_half = x.log10() > log_mid;
+        let (dx, h) = if right_half {
+            (-10, HPos::Right)
+        } else {
+            (10, HPos::Left)
+        };
+        let font = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(h, VPos::Center));
         chart.draw_series(std::iter::once(
             EmptyElement::at((x, y))
-                + Text::new(
-                    format!("{} ({})", r.entry, r.budget),
-                    (8, dy),
-                    ("sans-serif", 13).into_font().color(&BLACK),
-                ),
+                + Text::new(format!("{} ({})", r.entry, r.budget), (dx, dy), font),
         ))?;
     }
+    // Legend entries for the point styles.
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("on the front")
+        .legend(|(x, y)| Circle::new((x + 9, y), 5, FRONT.filled()));
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("dominated")
+        .legend(|(x, y)| Circle::new((x + 9, y), 5, DOMINATED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .label_font(("sans-serif", 13))
+        .draw()?;
     area.present()?;
     Ok(())
 }
