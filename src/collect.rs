@@ -111,7 +111,7 @@ pub fn collect(
     if cfg.episodes == 0 || cfg.steps == 0 {
         bail!("--episodes and --steps must be at least 1");
     }
-    if !(cfg.beta >= 0.0 && cfg.beta.is_finite()) || !(cfg.scale > 0.0 && cfg.scale.is_finite()) {
+    if !(cfg.beta >= 0.0 && cfg.beta.is_finite() && cfg.scale > 0.0 && cfg.scale.is_finite()) {
         bail!(
             "--beta must be >= 0 and --scale > 0 (got {} and {})",
             cfg.beta,

@@ -315,7 +315,14 @@ where
         .label("Pareto front")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], STAIRS.stroke_width(3)));
     let log_mid = 0.5 * (lo.log10() + hi.log10());
-    for (i, r) in rows.iter().enumerate().filter(|(_, r)| ok(r)) {
+    // Labels: front points alternately above and below in time order, dominated ones below.
+    let mut above = std::collections::HashSet::new();
+    for (k, r) in front.iter().enumerate() {
+        if k % 2 == 0 {
+            above.insert(r.entry.as_str());
+        }
+    }
+    for r in rows.iter().filter(|r| ok(r)) {
         let color = if r.pareto { FRONT } else { DOMINATED };
         let (x, y) = (r.plan_ms_p50, r.success_rate);
         chart.draw_series(std::iter::once(PathElement::new(
@@ -338,9 +345,12 @@ where
             color.stroke_width(2)
         };
         chart.draw_series(std::iter::once(Circle::new((x, y), 6, style)))?;
-        // Labels alternate above and below so neighbours collide less, and sit on the side
-        // of the point with more room.
-        let dy = if i % 2 == 0 { -14 } else { 14 };
+        // Labels sit on the side of the point with more room.
+        let dy = if above.contains(r.entry.as_str()) {
+            -14
+        } else {
+            14
+        };
         let right_half = x.log10() > log_mid;
         let (dx, h) = if right_half {
             (-10, HPos::Right)
