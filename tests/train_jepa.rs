@@ -33,9 +33,10 @@ fn tiny_train() -> TrainConfig {
         latent_dim: 8,
         hidden: 32,
         layers: 1,
+        enc_layers: 0,
         rollout_steps: 3,
         batch: 64,
-        steps: 150,
+        steps: 300,
         eval_every: 50,
         ..TrainConfig::default()
     }
@@ -51,7 +52,7 @@ fn collection_is_deterministic_and_uses_collection_seeds() {
     assert_eq!(a.episodes, 6);
     let da = load_dataset(&tmp.path().join("a")).unwrap();
     let db = load_dataset(&tmp.path().join("b")).unwrap();
-    assert_eq!(da.obs.size(), vec![6, 13, 4]);
+    assert_eq!(da.obs.size(), vec![6, 13, 2]); // two_rooms observes [x, y]
     assert_eq!(da.actions.size(), vec![6, 12, 2]);
     assert!(da.obs.equal(&db.obs) && da.actions.equal(&db.actions));
     let seeds = Tensor::read_safetensors(tmp.path().join("a/data.safetensors"))
@@ -150,9 +151,9 @@ fn bad_datasets_fail_before_training() {
 
     // Wrong observation width.
     let bad = tmp.path().join("shape");
-    write_bad(&bad, &d.obs.narrow(2, 0, 3), &d.actions, &good);
+    write_bad(&bad, &d.obs.narrow(2, 0, 1), &d.actions, &good);
     let e = load_dataset(&bad).err().unwrap().to_string();
-    assert!(e.contains("obs") && e.contains("[N, T+1, 4]"), "{e}");
+    assert!(e.contains("obs") && e.contains("[N, T+1, 2]"), "{e}");
 
     // Actions that do not line up with observations.
     let bad = tmp.path().join("len");
