@@ -359,7 +359,20 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Keeps glibc from returning large temporary buffers to the kernel after every planner
+/// iteration (and faulting them in again on the next): measured as 16 % of a tiny model's plan
+/// time, 10-20 % faster plans with these thresholds.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() -> Result<()> {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

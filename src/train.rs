@@ -328,7 +328,11 @@ fn batch_loss(
     for step in 0..k {
         z = nets.predict(&z, &actions.f_select(1, step)?)?;
         // Out of place: autograd must see every step's term.
-        pred = pred.f_add(&(&z - tgt.f_select(1, step)?).f_square()?.f_mean(Kind::Float)?)?;
+        pred = pred.f_add(
+            &(&z - tgt.f_select(1, step)?)
+                .f_square()?
+                .f_mean(Kind::Float)?,
+        )?;
     }
     let pred = pred / k as f64;
     let (var_l, cov_l) = vicreg(&all)?;
@@ -338,7 +342,8 @@ fn batch_loss(
         let z1 = z_all.f_select(1, 1)?;
         let a_hat = nets.inverse(&z0, &z1)?;
         let a0 = (actions.f_select(1, 0)? - &action_scale.0) / &action_scale.1;
-        total = total.f_add(&((a_hat - a0).f_square()?.f_mean(Kind::Float)? * cfg.inverse_weight))?;
+        total =
+            total.f_add(&((a_hat - a0).f_square()?.f_mean(Kind::Float)? * cfg.inverse_weight))?;
     }
     Ok(Losses { total, pred })
 }
