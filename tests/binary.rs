@@ -105,3 +105,53 @@ fn validate_reports_bad_scenarios_with_file_line_and_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn model_inspect_prints_shapes_and_rejects_bad_models() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/trained/reach.safetensors");
+    let scenario = root.join("scenarios/reach.ron");
+    let out = Command::new(ZPLAN)
+        .args(["model", "inspect"])
+        .arg(&model)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--device", "cpu", "--batch", "16", "--horizon", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("latent shape") && text.contains("[32]"),
+        "{text}"
+    );
+    assert!(text.contains("rollout"), "{text}");
+    // Explicit sizes that do not fit the model: one clear error naming both shapes.
+    let out = Command::new(ZPLAN)
+        .args(["model", "inspect"])
+        .arg(&model)
+        .args(["--obs-shape", "5", "--action-dim", "3", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("11") && err.contains('5'), "{err}");
+    // Not a model at all.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("junk.pt");
+    std::fs::write(&bad, "not a model").unwrap();
+    let out = Command::new(ZPLAN)
+        .args(["model", "inspect"])
+        .arg(&bad)
+        .args(["--obs-shape", "4", "--action-dim", "2", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TorchScript"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
