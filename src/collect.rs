@@ -31,6 +31,35 @@ pub struct CollectConfig {
     pub action_repeat: u32,
     /// Worker threads.
     pub workers: usize,
+    /// Fraction of episodes driven by MPC with the simulator-backed model instead of noise
+    /// (spread evenly over the episodes); 0 = pure exploration noise.
+    #[serde(default)]
+    pub planner_fraction: f32,
+    /// The planner-driven episodes' settings.
+    #[serde(default)]
+    pub planner: Option<PlannerDriven>,
+}
+
+/// How planner-driven episodes act: MPC with the simulator-backed model towards the episode's
+/// goal, plus Gaussian action noise (so the data also shows near-misses and corrections).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannerDriven {
+    /// Planner configuration.
+    pub planner: zplan_planner::PlannerConfig,
+    /// Its energy (the simulator model's latent is the observation).
+    pub energy: zplan_planner::EnergyConfig,
+    /// Receding-horizon settings.
+    pub mpc: zplan_planner::MpcConfig,
+    /// Standard deviation of the noise added to planned actions, in units of the half range.
+    pub noise: f32,
+}
+
+impl CollectConfig {
+    /// Whether episode `i` is planner-driven (evenly spread: `floor((i+1)f) > floor(i f)`).
+    pub fn is_planner_episode(&self, i: u64) -> bool {
+        let f = f64::from(self.planner_fraction);
+        self.planner.is_some() && f > 0.0 && ((i + 1) as f64 * f).floor() > (i as f64 * f).floor()
+    }
 }
 
 /// `meta.json` of a dataset.
@@ -54,6 +83,9 @@ pub struct DatasetMeta {
     pub collect: CollectConfig,
     /// Seed range the episode seeds were drawn from.
     pub seed_range: (u64, u64),
+    /// Indices of the planner-driven episodes.
+    #[serde(default)]
+    pub planner_episodes: Vec<u64>,
 }
 
 /// Dataset format marker written into `meta.json`.
@@ -66,8 +98,56 @@ struct Episode {
     seed: u64,
 }
 
+/// One episode driven by MPC with the simulator-backed model, with action noise.
+fn planner_episode(
+    sc: &ScenarioConfig,
+    cfg: &CollectConfig,
+    pd: &PlannerDriven,
+    seed: u64,
+) -> Result<Episode> {
+    use std::sync::Arc;
+    let mut env = sc.build()?;
+    env.reset(seed)?;
+    let spec = env.spec().clone();
+    let model: Arc<dyn zplan_models::WorldModel> =
+        Arc::new(zplan_models::SimModel::from_config(sc)?.with_threads(1)?);
+    let bounds =
+        zplan_planner::ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())?;
+    let planner = pd.planner.build(bounds, pd.energy.clone(), seed)?;
+    let mut mpc = zplan_planner::Mpc::new(model, planner, pd.mpc.clone())?;
+    mpc.reset_episode(&env.goal_observation(), seed)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x91A9_7E4D);
+    let mut obs = env.observe();
+    let mut actions = Vec::with_capacity(cfg.steps as usize * spec.action_dim());
+    while env.steps() < cfg.steps {
+        let step = mpc.next_actions(&env.observe())?;
+        for a in &step.actions {
+            if env.steps() >= cfg.steps {
+                break;
+            }
+            let noisy: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(d, &x)| {
+                    let h = 0.5 * (spec.action_high[d] - spec.action_low[d]);
+                    let n: f32 =
+                        rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng);
+                    (x + h * pd.noise * n).clamp(spec.action_low[d], spec.action_high[d])
+                })
+                .collect();
+            env.step(&noisy)?;
+            actions.extend_from_slice(&noisy);
+            obs.extend(env.observe());
+        }
+    }
+    Ok(Episode { obs, actions, seed })
+}
+
 fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Result<Episode> {
     let seed = crate::seeds::collection_seed(cfg.seed, index);
+    if let (true, Some(pd)) = (cfg.is_planner_episode(index), cfg.planner.as_ref()) {
+        return planner_episode(sc, cfg, pd, seed);
+    }
     let mut env = sc.build()?;
     env.reset(seed)?;
     let spec = env.spec().clone();
@@ -110,6 +190,20 @@ pub fn collect(
 ) -> Result<DatasetMeta> {
     if cfg.episodes == 0 || cfg.steps == 0 {
         bail!("--episodes and --steps must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&cfg.planner_fraction) {
+        bail!(
+            "--planner-fraction must be in [0, 1], got {}",
+            cfg.planner_fraction
+        );
+    }
+    if let Some(pd) = &cfg.planner {
+        pd.planner.validate()?;
+        pd.energy.validate()?;
+        pd.mpc.validate()?;
+        if !(pd.noise >= 0.0 && pd.noise.is_finite()) {
+            bail!("--planner-noise must be >= 0, got {}", pd.noise);
+        }
     }
     if !(cfg.beta >= 0.0 && cfg.beta.is_finite() && cfg.scale > 0.0 && cfg.scale.is_finite()) {
         bail!(
@@ -198,6 +292,9 @@ pub fn collect(
         steps: cfg.steps,
         collect: cfg.clone(),
         seed_range: (crate::seeds::COLLECTION.start, crate::seeds::COLLECTION.end),
+        planner_episodes: (0..cfg.episodes)
+            .filter(|&i| cfg.is_planner_episode(i))
+            .collect(),
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
     Ok(meta)

@@ -83,6 +83,45 @@ struct CollectArgs {
     /// Worker threads (default: CPU cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Fraction of episodes driven by MPC with the simulator-backed model (evenly spread).
+    #[arg(long, default_value_t = 0.0)]
+    planner_fraction: f32,
+    /// Planner of the planner-driven episodes (RON).
+    #[arg(
+        long,
+        default_value = "Cem(samples: 100, elites: 10, iterations: 3, horizon: 10)"
+    )]
+    planner: String,
+    /// Energy of the planner-driven episodes (RON).
+    #[arg(long, default_value = "(metric: L2, reduction: Sum)")]
+    energy: String,
+    /// Receding-horizon settings of the planner-driven episodes (RON).
+    #[arg(long, default_value = "(replan_every: 2, action_block: 2)")]
+    mpc: String,
+    /// Noise added to planned actions (fraction of the half range).
+    #[arg(long, default_value_t = 0.2)]
+    planner_noise: f32,
+}
+
+impl CollectArgs {
+    fn planner_driven(&self) -> Result<Option<zplan::collect::PlannerDriven>> {
+        if self.planner_fraction <= 0.0 {
+            return Ok(None);
+        }
+        let opts = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        Ok(Some(zplan::collect::PlannerDriven {
+            planner: zplan_planner::PlannerConfig::from_ron_str(&self.planner)
+                .with_context(|| format!("--planner `{}`", self.planner))?,
+            energy: opts
+                .from_str(&self.energy)
+                .with_context(|| format!("--energy `{}`", self.energy))?,
+            mpc: opts
+                .from_str(&self.mpc)
+                .with_context(|| format!("--mpc `{}`", self.mpc))?,
+            noise: self.planner_noise,
+        }))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -400,6 +439,8 @@ fn main() -> Result<()> {
                 beta: a.beta,
                 scale: a.scale,
                 action_repeat: a.action_repeat,
+                planner_fraction: a.planner_fraction,
+                planner: a.planner_driven()?,
                 workers: a.workers.unwrap_or_else(|| {
                     std::thread::available_parallelism()
                         .map(|n| n.get())
