@@ -190,6 +190,14 @@ struct TrainArgs {
     /// Wall-clock limit in minutes (the best checkpoint is kept).
     #[arg(long)]
     time_limit_min: Option<f64>,
+    /// Observation fields of the agent's own state (comma-separated names, e.g.
+    /// `pusher_x,pusher_y`), encoded apart into the last `--proprio-latent-dim` latent entries
+    /// so an energy can weight them (`proprio_weight`)
+    #[arg(long, value_delimiter = ',')]
+    proprio: Vec<String>,
+    /// Latent entries of the proprio encoder (with --proprio)
+    #[arg(long)]
+    proprio_latent_dim: Option<i64>,
 }
 
 impl TrainArgs {
@@ -215,8 +223,10 @@ impl TrainArgs {
             val_fraction,
             seed,
             eval_every,
-            time_limit_min
+            time_limit_min,
+            proprio_latent_dim
         );
+        c.proprio = self.proprio.clone();
         c
     }
 }

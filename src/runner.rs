@@ -57,8 +57,9 @@ pub struct RunOutcome {
     pub summary_md: String,
 }
 
-/// Loads every model of the suite once (checking shapes against the scenario); errors name the
-/// entry. Shared by `zplan validate` and `zplan run`.
+/// Loads every model of the suite once (checking shapes against the scenario, and the energy's
+/// latent weights against the model); errors name the entry. Shared by `zplan validate` and
+/// `zplan run`.
 pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc<dyn WorldModel>>> {
     suite
         .suite
@@ -66,8 +67,11 @@ pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            zplan_models::load_model(&suite.models[i], &suite.scenarios[i].1, device)
-                .with_context(|| format!("{}: entry `{}`: model", suite.path.display(), e.name))
+            let ctx = || format!("{}: entry `{}`", suite.path.display(), e.name);
+            let model = zplan_models::load_model(&suite.models[i], &suite.scenarios[i].1, device)
+                .with_context(|| format!("{}: model", ctx()))?;
+            e.energy.weights_for(model.as_ref()).with_context(ctx)?;
+            Ok(model)
         })
         .collect()
 }

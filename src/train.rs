@@ -62,6 +62,16 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Stop after this many minutes even if `steps` are not done (the best model is kept).
     pub time_limit_min: f64,
+    /// Observation field names of the agent's own state, encoded apart (empty: one encoder).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proprio: Vec<String>,
+    /// Latent entries of the proprio encoder (used with `proprio`).
+    #[serde(default = "default_proprio_latent_dim")]
+    pub proprio_latent_dim: i64,
+}
+
+fn default_proprio_latent_dim() -> i64 {
+    4
 }
 
 impl Default for TrainConfig {
@@ -84,6 +94,8 @@ impl Default for TrainConfig {
             seed: 0,
             eval_every: 250,
             time_limit_min: 15.0,
+            proprio: Vec::new(),
+            proprio_latent_dim: default_proprio_latent_dim(),
         }
     }
 }
@@ -114,6 +126,16 @@ impl TrainConfig {
         nonneg("var-weight", self.var_weight)?;
         nonneg("cov-weight", self.cov_weight)?;
         nonneg("inverse-weight", self.inverse_weight)?;
+        if !self.proprio.is_empty() {
+            pos("proprio-latent-dim", self.proprio_latent_dim as f64)?;
+            if self.proprio_latent_dim >= self.latent_dim {
+                bail!(
+                    "--proprio-latent-dim ({}) must be below --latent-dim ({}): the latent also holds the scene",
+                    self.proprio_latent_dim,
+                    self.latent_dim
+                );
+            }
+        }
         if !(0.0..1.0).contains(&self.ema) {
             bail!("--ema must be in [0, 1), got {}", self.ema);
         }
@@ -557,6 +579,10 @@ pub fn train(
         jcfg.inverse_layers = 1;
     }
     jcfg.seed = cfg.seed;
+    if !cfg.proprio.is_empty() {
+        jcfg.proprio = proprio_indices(&cfg.proprio, &data.meta.obs_names)?;
+        jcfg.proprio_latent_dim = cfg.proprio_latent_dim;
+    }
     let mut nets = JepaNets::new(jcfg, device)?;
     nets.set_obs_norm(ObsNorm::from_data(&train.obs.f_reshape([-1, d])?)?)?;
     nets.scenario = Some(serde_json::to_value(&data.meta.scenario)?);
@@ -665,6 +691,30 @@ pub fn train(
         serde_json::to_string_pretty(&report)?,
     )?;
     Ok(report)
+}
+
+/// Indices of the `--proprio` field names in the dataset's observation names.
+fn proprio_indices(names: &[String], obs_names: &[String]) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let i = obs_names
+            .iter()
+            .position(|o| o == n.trim())
+            .with_context(|| {
+                format!(
+                    "--proprio: `{n}` is not an observation field of this dataset (fields: {})",
+                    obs_names.join(", ")
+                )
+            })?;
+        if out.contains(&i) {
+            bail!("--proprio: `{n}` is listed twice");
+        }
+        out.push(i);
+    }
+    if out.len() == obs_names.len() {
+        bail!("--proprio names every observation field; leave at least one for the scene encoder");
+    }
+    Ok(out)
 }
 
 fn checkpoint_path(out: &Path) -> PathBuf {

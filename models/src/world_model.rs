@@ -30,6 +30,13 @@ pub trait WorldModel: Send + Sync {
     /// Rolls `z0` `[B, *latent_shape]` forward under `actions` `[B, H, A]`, returning
     /// `[B, H, *latent_shape]`.
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor>;
+    /// The flattened latent entries that encode the agent's own state (proprioception), when
+    /// the model keeps them apart (a native JEPA trained with proprio fields); `None` (the
+    /// default) when the latent does not separate them. Energies use it to weight the agent's
+    /// latent apart from the scene's (`proprio_weight`).
+    fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
+        None
+    }
     /// Whether [`WorldModel::rollout_grad`] is available (differentiable models).
     fn supports_grad(&self) -> bool {
         false

@@ -198,7 +198,7 @@ impl Planner for Cem {
         budget: &Budget,
     ) -> Result<PlanOutput> {
         let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(problem.device)?;
+        self.energy.prepare(model, problem.device)?;
         let ha = self.config.horizon * self.bounds.dim();
         self.mean = match warm_start {
             Some(w) => sampling::normalised_warm_start(&self.bounds, w, self.config.horizon)?,

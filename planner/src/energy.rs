@@ -3,6 +3,7 @@
 use crate::error::{Check, PlannerError, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+use zplan_models::WorldModel;
 
 /// Per-step distance between a predicted latent and the goal latent (both flattened).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -55,6 +56,11 @@ pub struct EnergyConfig {
     /// Optional weight per flattened latent entry (empty: all 1). Lets a state-vector latent
     /// stress positions over velocities.
     pub latent_weights: Vec<f32>,
+    /// Optional weight of the latent entries that encode the agent's own state
+    /// ([`WorldModel::proprio_latent`]: a native JEPA trained with `--proprio`), multiplying
+    /// `latent_weights`; DINO-WM's proprio weight. A small value lets the planner move the agent
+    /// freely to push the scene towards the goal. Models without a proprio latent reject it.
+    pub proprio_weight: Option<f32>,
 }
 
 impl Default for EnergyConfig {
@@ -67,6 +73,7 @@ impl Default for EnergyConfig {
             action_weight: 0.0,
             smoothness_weight: 0.0,
             latent_weights: Vec::new(),
+            proprio_weight: None,
         }
     }
 }
@@ -84,7 +91,63 @@ impl EnergyConfig {
         for (i, &w) in self.latent_weights.iter().enumerate() {
             c.non_negative(&format!("latent_weights[{i}]"), w)?;
         }
+        if let Some(w) = self.proprio_weight {
+            c.non_negative("proprio_weight", w)?;
+        }
         Ok(())
+    }
+
+    /// The per-entry latent weights this energy uses with `model` (`None`: all 1): checks
+    /// `latent_weights` against the model's latent size and folds `proprio_weight` in.
+    ///
+    /// # Errors
+    /// [`PlannerError::InvalidConfig`] when `latent_weights` has the wrong length or
+    /// `proprio_weight` is set for a model without a proprio latent.
+    pub fn weights_for(&self, model: &dyn WorldModel) -> Result<Option<Vec<f32>>> {
+        let d: i64 = model.latent_shape().iter().product();
+        let d = d.max(0) as usize;
+        let c = Check::new("energy");
+        if !self.latent_weights.is_empty() && self.latent_weights.len() != d {
+            return c.fail(
+                "latent_weights",
+                format!(
+                    "has {} entries but the latent of {} has {d}",
+                    self.latent_weights.len(),
+                    model.name()
+                ),
+            );
+        }
+        let Some(pw) = self.proprio_weight else {
+            return Ok((!self.latent_weights.is_empty()).then(|| self.latent_weights.clone()));
+        };
+        let Some(range) = model.proprio_latent() else {
+            return c.fail(
+                "proprio_weight",
+                format!(
+                    "{} keeps no separate proprio latent (train a JEPA with --proprio FIELDS, \
+                     or weight entries with latent_weights)",
+                    model.name()
+                ),
+            );
+        };
+        if range.end > d {
+            return c.fail(
+                "proprio_weight",
+                format!(
+                    "{} reports proprio latent {range:?} outside its {d} entries",
+                    model.name()
+                ),
+            );
+        }
+        let mut w = if self.latent_weights.is_empty() {
+            vec![1.0; d]
+        } else {
+            self.latent_weights.clone()
+        };
+        for v in &mut w[range] {
+            *v *= pw;
+        }
+        Ok(Some(w))
     }
 }
 
@@ -93,6 +156,9 @@ impl EnergyConfig {
 pub struct Energy {
     config: EnergyConfig,
     latent_weights: Option<Tensor>,
+    /// What `latent_weights` was resolved for with `proprio_weight`: (model proprio range,
+    /// latent entries, device).
+    resolved: Option<(Option<std::ops::Range<usize>>, usize, Device)>,
 }
 
 impl Energy {
@@ -107,6 +173,7 @@ impl Energy {
         Ok(Self {
             config,
             latent_weights,
+            resolved: None,
         })
     }
 
@@ -115,8 +182,18 @@ impl Energy {
         &self.config
     }
 
-    /// Moves cached constants to `device` (once per plan, not per iteration).
-    pub(crate) fn prepare(&mut self, device: Device) -> Result<()> {
+    /// Resolves weights for `model` and moves cached constants to `device` (once per plan, not
+    /// per iteration).
+    pub(crate) fn prepare(&mut self, model: &dyn WorldModel, device: Device) -> Result<()> {
+        if self.config.proprio_weight.is_some() {
+            let d: i64 = model.latent_shape().iter().product();
+            let key = (model.proprio_latent(), d.max(0) as usize, device);
+            if self.resolved.as_ref() != Some(&key) {
+                let w = self.config.weights_for(model)?.unwrap_or_default();
+                self.latent_weights = Some(Tensor::f_from_slice(&w)?.f_to_device(device)?);
+                self.resolved = Some(key);
+            }
+        }
         if let Some(w) = &self.latent_weights {
             if w.device() != device {
                 self.latent_weights = Some(w.f_to_device(device)?);
@@ -365,5 +442,66 @@ mod tests {
             .unwrap()
             .compute(&pred, &bad_goal, &act)
             .is_err());
+    }
+
+    #[test]
+    fn proprio_weight_scales_the_models_proprio_latent() {
+        use zplan_models::jepa::{JepaConfig, JepaModel};
+        let mut c = JepaConfig::new(4, 2);
+        c.latent_dim = 5;
+        c.proprio = vec![0, 1];
+        c.proprio_latent_dim = 2;
+        let with = JepaModel::new(c, Device::Cpu).unwrap();
+        let without = JepaModel::new(JepaConfig::new(4, 2), Device::Cpu).unwrap();
+        let cfg = |latent_weights: Vec<f32>, proprio_weight| EnergyConfig {
+            latent_weights,
+            proprio_weight,
+            ..Default::default()
+        };
+        assert_eq!(cfg(vec![], None).weights_for(&with).unwrap(), None);
+        assert_eq!(
+            cfg(vec![], Some(0.1)).weights_for(&with).unwrap(),
+            Some(vec![1.0, 1.0, 1.0, 0.1, 0.1])
+        );
+        assert_eq!(
+            cfg(vec![2.0, 1.0, 1.0, 1.0, 0.5], Some(0.1))
+                .weights_for(&with)
+                .unwrap(),
+            Some(vec![2.0, 1.0, 1.0, 0.1, 0.05])
+        );
+        let err = cfg(vec![], Some(0.1))
+            .weights_for(&without)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("energy.proprio_weight") && err.contains("--proprio"),
+            "{err}"
+        );
+        let err = cfg(vec![1.0; 3], None)
+            .weights_for(&with)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("latent_weights") && err.contains("has 3"),
+            "{err}"
+        );
+        assert!(cfg(vec![], Some(-1.0)).validate().is_err());
+
+        // The prepared energy uses the resolved weights: only the proprio entries are damped.
+        let mut energy = Energy::new(EnergyConfig {
+            metric: Metric::L1,
+            normalize: false,
+            ..cfg(vec![], Some(0.0))
+        })
+        .unwrap();
+        energy.prepare(&with, Device::Cpu).unwrap();
+        let goal = Tensor::zeros([1, 5], (Kind::Float, Device::Cpu));
+        let pred = t(
+            &[1.0, 0.0, 0.0, 5.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            &[2, 1, 5],
+        );
+        let actions = Tensor::zeros([2, 1, 2], (Kind::Float, Device::Cpu));
+        let v = Vec::<f32>::try_from(&energy.compute(&pred, &goal, &actions).unwrap()).unwrap();
+        assert_eq!(v, vec![1.0, 0.0]);
     }
 }

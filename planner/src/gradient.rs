@@ -163,7 +163,7 @@ impl Planner for Gradient {
         let a = self.bounds.dim();
         let ha = h * a;
         let problem = Problem::new(model, z0, z_goal, h, &self.bounds)?;
-        self.energy.prepare(problem.device)?;
+        self.energy.prepare(model, problem.device)?;
         let mut trace = Vec::new();
         let mut rollouts = 0u64;
         let mut best_e = f32::INFINITY;

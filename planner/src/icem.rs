@@ -248,7 +248,7 @@ impl Planner for ICem {
         budget: &Budget,
     ) -> Result<PlanOutput> {
         let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(problem.device)?;
+        self.energy.prepare(model, problem.device)?;
         let a = self.bounds.dim();
         let ha = self.config.horizon * a;
         match warm_start {

@@ -217,7 +217,7 @@ impl Planner for Mppi {
         budget: &Budget,
     ) -> Result<PlanOutput> {
         let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(problem.device)?;
+        self.energy.prepare(model, problem.device)?;
         let a = self.bounds.dim();
         let ha = self.config.horizon * a;
         self.mean = match (warm_start, &self.previous) {

@@ -10,7 +10,9 @@
 //! origin (the centre of mass) and yaw.
 //!
 //! Observation (11): `pusher_x, pusher_y, pusher_vx, pusher_vy, block_x, block_y,
-//! block_cos_yaw, block_sin_yaw, block_vx, block_vy, block_yaw_rate`. Goal observation: the
+//! block_cos_yaw, block_sin_yaw, block_vx, block_vy, block_yaw_rate`; with
+//! `observe_velocity: false` only the poses (6): `pusher_x, pusher_y, block_x, block_y,
+//! block_cos_yaw, block_sin_yaw`. Goal observation: the
 //! block at the goal pose, the pusher touching it from behind (opposite the push direction;
 //! `goal_pusher: Start` puts it at its start position instead), zero velocities. Success: block
 //! position within `position_tolerance` and yaw within `yaw_tolerance` of the goal.
@@ -36,6 +38,23 @@ const MARGIN: f32 = 0.02;
 const MAX_TRIES: usize = 10_000;
 /// Height of the pusher ball's lowest point above the ground (it never touches it).
 const PUSHER_GAP: f32 = 0.005;
+
+/// Names of the full (with velocities) observation.
+const FULL_NAMES: [&str; 11] = [
+    "pusher_x",
+    "pusher_y",
+    "pusher_vx",
+    "pusher_vy",
+    "block_x",
+    "block_y",
+    "block_cos_yaw",
+    "block_sin_yaw",
+    "block_vx",
+    "block_vy",
+    "block_yaw_rate",
+];
+/// Indices into the full observation kept with `observe_velocity: false`.
+const POSE_INDICES: [usize; 6] = [0, 1, 4, 5, 6, 7];
 
 /// Shape of the pushed block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -115,6 +134,12 @@ pub struct PushConfig {
     pub substeps: u32,
     /// Episode step limit. Default 150.
     pub max_steps: u32,
+    /// Whether the observation includes the velocities (11 values) or only the pusher
+    /// position and the block pose (6). The pusher is velocity-commanded and friction stops
+    /// the block within about one control step, so the poses are nearly the whole state;
+    /// without velocities, distances between observations are pure pose distances (a moving
+    /// block is not penalised for its nonzero velocity against the goal's zero). Default true.
+    pub observe_velocity: bool,
 }
 
 impl Default for PushConfig {
@@ -146,6 +171,7 @@ impl Default for PushConfig {
             control_dt: 0.1,
             substeps: 5,
             max_steps: 150,
+            observe_velocity: true,
         }
     }
 }
@@ -286,19 +312,11 @@ impl Scenario for PushConfig {
     }
 
     fn spec(&self) -> EnvSpec {
-        let names = [
-            "pusher_x",
-            "pusher_y",
-            "pusher_vx",
-            "pusher_vy",
-            "block_x",
-            "block_y",
-            "block_cos_yaw",
-            "block_sin_yaw",
-            "block_vx",
-            "block_vy",
-            "block_yaw_rate",
-        ];
+        let names = if self.observe_velocity {
+            FULL_NAMES.to_vec()
+        } else {
+            POSE_INDICES.iter().map(|&i| FULL_NAMES[i]).collect()
+        };
         let names = names.iter().map(|s| s.to_string()).collect();
         common::spec(
             Self::KIND,
@@ -498,6 +516,29 @@ impl Push {
         }
     }
 
+    /// The observation from the full 11-value state (drops the velocities with
+    /// `observe_velocity: false`).
+    fn project(&self, full: Vec<f32>) -> Vec<f32> {
+        if self.layout.config.observe_velocity {
+            full
+        } else {
+            POSE_INDICES.iter().map(|&i| full[i]).collect()
+        }
+    }
+
+    /// The full 11-value state from an observation (zero velocities where not observed).
+    fn unproject(&self, obs: &[f32]) -> Vec<f32> {
+        if self.layout.config.observe_velocity {
+            obs.to_vec()
+        } else {
+            let mut full = vec![0.0; FULL_NAMES.len()];
+            for (&i, &v) in POSE_INDICES.iter().zip(obs) {
+                full[i] = v;
+            }
+            full
+        }
+    }
+
     fn place(&mut self, pusher: [f32; 4], block: Pose2, block_vel: [f32; 3]) {
         let cfg = &self.layout.config;
         let pz = cfg.pusher_radius + PUSHER_GAP;
@@ -599,7 +640,7 @@ impl Env for Push {
         let (bt, bv, bw) = (b.translation(), b.linvel(), b.angvel());
         let x_axis = b.rotation() * Vector::X;
         let n = x_axis.x.hypot(x_axis.y).max(f32::MIN_POSITIVE);
-        vec![
+        self.project(vec![
             pt.x,
             pt.y,
             pv.x,
@@ -611,13 +652,13 @@ impl Env for Push {
             bv.x,
             bv.y,
             bw.z,
-        ]
+        ])
     }
 
     fn goal_observation(&self) -> Vec<f32> {
         let g = self.goal;
         let s = self.pusher_goal;
-        vec![
+        self.project(vec![
             s[0],
             s[1],
             0.0,
@@ -629,7 +670,7 @@ impl Env for Push {
             0.0,
             0.0,
             0.0,
-        ]
+        ])
     }
 
     fn step(&mut self, action: &[f32]) -> Result<StepInfo> {
@@ -696,11 +737,17 @@ impl Env for Push {
 
     fn set_state(&mut self, obs: &[f32]) -> Result<()> {
         common::check_state(&self.spec, obs)?;
+        let cos_index = if self.layout.config.observe_velocity {
+            6
+        } else {
+            4
+        };
+        let obs = &self.unproject(obs);
         let (c, s) = (obs[6], obs[7]);
         if !(c.hypot(s) > 1e-6) {
             return Err(SimError::InvalidState {
-                index: 6,
-                name: self.spec.obs_names[6].clone(),
+                index: cos_index,
+                name: self.spec.obs_names[cos_index].clone(),
                 message: format!("(cos, sin) = ({c}, {s}) has no direction"),
             });
         }
@@ -841,6 +888,34 @@ mod tests {
         assert!(!e.success());
         assert_relative_eq!(e.distance_to_goal(), 0.2 * 0.25, epsilon = 1e-4);
         let _ = gy;
+    }
+
+    #[test]
+    fn pose_only_observation_matches_the_full_one() {
+        let mut full = env(BlockShape::Box);
+        let mut pose = Push::new(PushConfig {
+            observe_velocity: false,
+            ..Default::default()
+        })
+        .unwrap();
+        pose.reset(11).unwrap();
+        assert_eq!(pose.spec().obs_dim(), 6);
+        assert_eq!(pose.spec().obs_names[2], "block_x");
+        let keep = |o: &[f32]| POSE_INDICES.iter().map(|&i| o[i]).collect::<Vec<_>>();
+        assert_eq!(pose.goal_observation(), keep(&full.goal_observation()));
+        for _ in 0..8 {
+            full.step(&[0.7, -0.3]).unwrap();
+            pose.step(&[0.7, -0.3]).unwrap();
+            assert_eq!(pose.observe(), keep(&full.observe()));
+        }
+        // set_state takes the 6 values and zeroes the velocities.
+        let o = pose.observe();
+        pose.set_state(&o).unwrap();
+        assert_eq!(pose.observe(), o);
+        let err = pose.set_state(&[0.0; 11]).unwrap_err().to_string();
+        assert!(err.contains('6'), "{err}");
+        let err = pose.set_state(&[0.0; 6]).unwrap_err().to_string();
+        assert!(err.contains("block_cos_yaw"), "{err}");
     }
 
     #[test]

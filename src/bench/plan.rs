@@ -499,6 +499,9 @@ impl WorldModel for Recorder<'_> {
     fn latent_shape(&self) -> &[i64] {
         self.inner.latent_shape()
     }
+    fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
+        self.inner.proprio_latent()
+    }
     fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }

@@ -20,7 +20,11 @@ pub enum Activation {
 /// Sizes of the native JEPA networks (state observations).
 ///
 /// - encoder: MLP `obs_dim → enc_hidden (× enc_layers) → latent_dim`, applied to normalised
-///   observations;
+///   observations; with `proprio` fields (the agent's own state), two MLPs of the same depth:
+///   the scene encoder (every other field → the first `latent_dim - proprio_latent_dim`
+///   entries) and the proprio encoder (the `proprio` fields → the last `proprio_latent_dim`
+///   entries), so an energy can weight the agent's latent apart from the scene's (DINO-WM's
+///   proprio/visual split);
 /// - predictor: residual MLP, `z' = z + f([z, a])` with
 ///   `f: latent_dim + action_dim → pred_hidden (× pred_layers) → latent_dim`;
 /// - inverse-dynamics head (when `inverse_layers > 0`): MLP
@@ -60,6 +64,17 @@ pub struct JepaConfig {
     /// RNG, so construction is reproducible on any thread).
     #[serde(default)]
     pub seed: u64,
+    /// Observation indices of the agent's own state (proprioception), encoded apart from the
+    /// rest; empty (the default) = one encoder for the whole observation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proprio: Vec<usize>,
+    /// Latent entries (the last ones) of the proprio encoder; 0 without `proprio`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub proprio_latent_dim: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl JepaConfig {
@@ -79,7 +94,23 @@ impl JepaConfig {
             activation: Activation::Gelu,
             layer_norm: false,
             seed: 0,
+            proprio: Vec::new(),
+            proprio_latent_dim: 0,
         }
+    }
+
+    /// The flattened latent entries that encode the `proprio` fields (the last
+    /// `proprio_latent_dim`), or `None` without a proprio encoder.
+    pub fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
+        (!self.proprio.is_empty())
+            .then(|| (self.latent_dim - self.proprio_latent_dim) as usize..self.latent_dim as usize)
+    }
+
+    /// Observation indices the scene encoder reads: every index not in `proprio`, ascending.
+    pub fn scene_fields(&self) -> Vec<usize> {
+        (0..self.obs_dim.max(0) as usize)
+            .filter(|i| !self.proprio.contains(i))
+            .collect()
     }
 
     /// Whether the configuration has an inverse-dynamics head.
@@ -123,6 +154,43 @@ impl JepaConfig {
                     "JepaConfig.{name} = {v} is implausibly deep (max 64)"
                 )));
             }
+        }
+        self.validate_proprio()
+    }
+
+    fn validate_proprio(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("JepaConfig.{m}")));
+        if self.proprio.is_empty() {
+            if self.proprio_latent_dim != 0 {
+                return bad(format!(
+                    "proprio_latent_dim = {} needs proprio fields (proprio is empty)",
+                    self.proprio_latent_dim
+                ));
+            }
+            return Ok(());
+        }
+        for (k, &i) in self.proprio.iter().enumerate() {
+            if i as i64 >= self.obs_dim {
+                return bad(format!(
+                    "proprio[{k}] = {i} is not an observation index (obs_dim {})",
+                    self.obs_dim
+                ));
+            }
+            if self.proprio[..k].contains(&i) {
+                return bad(format!("proprio[{k}] = {i} is listed twice"));
+            }
+        }
+        if self.proprio.len() as i64 >= self.obs_dim {
+            return bad(format!(
+                "proprio lists all {} observation fields; the scene encoder needs at least one",
+                self.obs_dim
+            ));
+        }
+        if !(self.proprio_latent_dim > 0 && self.proprio_latent_dim < self.latent_dim) {
+            return bad(format!(
+                "proprio_latent_dim = {} must be in 1..{} (below latent_dim, which also holds the scene latent)",
+                self.proprio_latent_dim, self.latent_dim
+            ));
         }
         Ok(())
     }
@@ -231,6 +299,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("inverse_hidden"));
+    }
+
+    #[test]
+    fn proprio_split_is_validated() {
+        let mut c = JepaConfig::new(6, 2);
+        c.latent_dim = 8;
+        assert_eq!(c.proprio_latent(), None);
+        c.proprio = vec![0, 1];
+        c.proprio_latent_dim = 3;
+        c.validate().unwrap();
+        assert_eq!(c.proprio_latent(), Some(5..8));
+        assert_eq!(c.scene_fields(), vec![2, 3, 4, 5]);
+        let err = |f: &dyn Fn(&mut JepaConfig)| {
+            let mut c = c.clone();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(err(&|c| c.proprio = vec![0, 6]).contains("proprio[1] = 6"));
+        assert!(err(&|c| c.proprio = vec![1, 1]).contains("twice"));
+        assert!(err(&|c| c.proprio = (0..6).collect()).contains("scene encoder"));
+        assert!(err(&|c| c.proprio_latent_dim = 8).contains("proprio_latent_dim"));
+        assert!(err(&|c| {
+            c.proprio.clear();
+        })
+        .contains("needs proprio fields"));
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! `<name>.json` ([`JepaSidecar`]: sizes, observation normalisation, scenario, training info).
 
 mod config;
+mod encoder;
 mod mlp;
 mod model;
 mod nets;
 mod sidecar;
 
 pub use config::{Activation, JepaConfig, ObsNorm};
+pub use encoder::ObsEncoder;
 pub use mlp::Mlp;
 pub use model::JepaModel;
 pub use nets::{JepaNets, TargetEncoder};

@@ -26,6 +26,7 @@ pub struct JepaModel {
     obs_shape: Vec<i64>,
     action_dim: i64,
     latent_shape: Vec<i64>,
+    proprio_latent: Option<std::ops::Range<usize>>,
     frozen: Mutex<Frozen>,
     nets: Mutex<JepaNets>,
 }
@@ -54,6 +55,7 @@ impl JepaModel {
             obs_shape: vec![c.obs_dim],
             action_dim: c.action_dim,
             latent_shape: vec![c.latent_dim],
+            proprio_latent: c.proprio_latent(),
             name,
             frozen: Mutex::new(frozen),
             nets: Mutex::new(nets),
@@ -169,6 +171,10 @@ impl WorldModel for JepaModel {
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         self.frozen().rollout(z0, actions, "rollout")
+    }
+
+    fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
+        self.proprio_latent.clone()
     }
 
     fn supports_grad(&self) -> bool {

@@ -1,6 +1,7 @@
 //! The trainable JEPA networks: encoder, predictor and optional inverse-dynamics head.
 
 use super::config::{JepaConfig, ObsNorm};
+use super::encoder::ObsEncoder;
 use super::mlp::Mlp;
 use super::sidecar::{jepa_paths, JepaSidecar, SIDECAR_FORMAT, SIDECAR_VERSION};
 use crate::error::TchContext;
@@ -17,15 +18,15 @@ use tch::{nn, Device, Kind, Tensor};
 /// optimises `vs` (e.g. `nn::AdamW::default().build(&nets.vs, lr)`); for planning, turn the
 /// networks into a [`super::JepaModel`] with [`JepaNets::into_model`].
 ///
-/// Variables: `encoder.*`, `predictor.*` and (with an inverse head) `inverse.*`; these are the
-/// tensor names in the safetensors file.
+/// Variables: `encoder.*`, `predictor.*`, with proprio fields `proprio_encoder.*`, and with an
+/// inverse head `inverse.*`; these are the tensor names in the safetensors file.
 pub struct JepaNets {
     /// All trainable variables (encoder, predictor, inverse head).
     pub vs: nn::VarStore,
     /// Architecture sizes.
     pub config: JepaConfig,
     /// Observation (normalised) → latent.
-    pub encoder: Mlp,
+    pub encoder: ObsEncoder,
     /// `[z, a]` → latent change (the predictor adds it to `z`).
     pub predictor: Mlp,
     /// `[z_t, z_{t+1}]` → action, when `config.inverse_layers > 0`.
@@ -83,13 +84,7 @@ impl JepaNets {
             d.push(out);
             d
         };
-        let encoder = Mlp::new(
-            &(&root / "encoder"),
-            &mlp_dims(c.obs_dim, c.enc_hidden, c.enc_layers, c.latent_dim),
-            c.activation,
-            c.layer_norm,
-            &mut rng,
-        )?;
+        let encoder = ObsEncoder::new(&root, c, &mut rng)?;
         let predictor = Mlp::new(
             &(&root / "predictor"),
             &mlp_dims(
@@ -240,11 +235,9 @@ impl JepaNets {
     /// or stop-gradient targets. Update it with [`TargetEncoder::ema_update`].
     pub fn target_encoder(&self) -> Result<TargetEncoder> {
         let mut vs = nn::VarStore::new(self.device());
-        let encoder = Mlp::new(
-            &(&vs.root() / "encoder"),
-            self.encoder.dims(),
-            self.config.activation,
-            self.config.layer_norm,
+        let encoder = ObsEncoder::new(
+            &vs.root(),
+            &self.config,
             &mut rand_chacha::ChaCha8Rng::seed_from_u64(0),
         )?;
         vs.freeze();
@@ -270,7 +263,11 @@ impl JepaNets {
         };
         Frozen {
             config: self.config.clone(),
-            encoder: mlp(&self.encoder),
+            encoder: if detach {
+                self.encoder.detached()
+            } else {
+                self.encoder.shallow_clone()
+            },
             predictor: mlp(&self.predictor),
             norm_mean: self.norm_mean.shallow_clone(),
             norm_inv_std: self.norm_inv_std.shallow_clone(),
@@ -407,7 +404,7 @@ pub struct TargetEncoder {
     /// The target's variables (`encoder.*`), frozen.
     pub vs: nn::VarStore,
     /// The target encoder network.
-    pub encoder: Mlp,
+    pub encoder: ObsEncoder,
     obs_dim: i64,
     norm_mean: Tensor,
     norm_inv_std: Tensor,
@@ -472,7 +469,7 @@ impl TargetEncoder {
 /// Handles on the inference weights for one call (encoder, predictor, normalisation).
 pub(crate) struct Frozen {
     pub config: JepaConfig,
-    pub encoder: Mlp,
+    pub encoder: ObsEncoder,
     pub predictor: Mlp,
     pub norm_mean: Tensor,
     pub norm_inv_std: Tensor,
