@@ -95,8 +95,8 @@ fn preset(kind: &str) -> (PlannerConfig, EnergyConfig, usize) {
                 ..ICemConfig::default()
             }),
             EnergyConfig {
-                // pusher x, y, vx, vy; block x, y, cos, sin, vx, vy, yaw rate
-                latent_weights: vec![0.2, 0.2, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 0.05],
+                // push.ron observes poses: pusher x, y; block x, y, cos, sin
+                latent_weights: vec![0.2, 0.2, 1.0, 1.0, 0.5, 0.5],
                 ..sum_l2
             },
             2,

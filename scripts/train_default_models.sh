@@ -21,8 +21,17 @@ for m in "${@:-reach two_rooms push}"; do
         $Z train --data data/two_rooms --out models/trained/two_rooms.safetensors --device cpu --enc-layers 0 --latent-dim 2 --steps 4000
         ;;
       push)
-        $Z collect scenarios/push.ron --episodes 1000 --beta 1.5 --out data/push
-        $Z train --data data/push --out models/trained/push.safetensors --device cpu --enc-layers 0 --steps 4000
+        # Short episodes near the block; half of them pushed by MPC with the simulator-backed
+        # model (plus action noise) so the data holds many pushes and turns of the block.
+        $Z collect scenarios/push.ron --episodes 2000 --steps 40 --beta 1.5 \
+          --planner-fraction 0.5 --planner-noise 0.3 \
+          --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
+          --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])" \
+          --out data/push
+        # The pusher's own position gets its own encoder (and latent entries), so the planning
+        # energy can weight it apart (proprio_weight in scenarios/default.ron).
+        $Z train --data data/push --out models/trained/push.safetensors --device cpu --enc-layers 0 \
+          --hidden 256 --steps 8000 --proprio pusher_x,pusher_y
         ;;
       *) echo "unknown model $name (reach|two_rooms|push)" >&2; exit 2 ;;
     esac

@@ -520,8 +520,10 @@ fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
 
-/// Trains a JEPA model on `data` and saves it to `out` (`out.safetensors` + `out.json`), with a
-/// checkpoint of the best validation loss, `out.loss.png`, and `out.train.json` (the report).
+/// Trains a JEPA model on `data` and saves the weights of the best validation loss to `out`
+/// (`out.safetensors` + `out.json`), with `out.loss.png` and `out.train.json` (the report).
+/// While training, the best weights so far are kept in `out.best-checkpoint.*` (removed at the
+/// end).
 pub fn train(
     data: &Dataset,
     cfg: &TrainConfig,
@@ -681,6 +683,13 @@ pub fn train(
         "probe_r2": report.health.probe_r2,
     });
     best_nets.save(out)?;
+    // The final model is the best checkpoint plus its report; drop the now redundant copy.
+    let (ckpt_weights, ckpt_sidecar) = zplan_models::jepa::jepa_paths(&ckpt);
+    for f in [ckpt_weights, ckpt_sidecar] {
+        if let Err(e) = std::fs::remove_file(&f) {
+            tracing::warn!("could not remove checkpoint {}: {e}", f.display());
+        }
+    }
     let stem = out.with_extension("");
     plot_curve(
         &PathBuf::from(format!("{}.loss.png", stem.display())),

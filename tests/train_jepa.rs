@@ -98,6 +98,7 @@ fn training_lowers_validation_loss_without_collapse_and_round_trips() {
     for f in ["m.json", "m.loss.png", "m.train.json"] {
         assert!(tmp.path().join(f).is_file(), "missing {f}");
     }
+    assert!(!tmp.path().join("m.best-checkpoint.safetensors").exists());
     // Saved and loaded twice: identical outputs, through the WorldModel trait.
     let a = JepaModel::load(&out, Device::Cpu).unwrap();
     let b = JepaModel::load(&out, Device::Cpu).unwrap();
@@ -225,4 +226,67 @@ fn planner_driven_episodes_are_mixed_in_deterministically() {
         .sqrt()
     };
     assert!(dist(20) < dist(0) - 0.3, "{} -> {}", dist(0), dist(20));
+}
+
+#[test]
+fn proprio_fields_get_their_own_latent_entries() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = scenario("push.ron"); // pusher_x, pusher_y, block_x, block_y, cos, sin
+    collect(&sc, &small_collect(30, 20), &tmp.path().join("data"), false).unwrap();
+    let data = load_dataset(&tmp.path().join("data")).unwrap();
+    let out = tmp.path().join("p.safetensors");
+    let cfg = TrainConfig {
+        proprio: vec!["pusher_x".into(), "pusher_y".into()],
+        proprio_latent_dim: 2,
+        ..tiny_train()
+    };
+    let report = train(&data, &cfg, &out, Device::Cpu, false).unwrap();
+    assert!(report.best_val_loss < report.initial_val_loss);
+    assert_eq!(report.health.collapsed_dims, 0);
+    let model = JepaModel::load(&out, Device::Cpu).unwrap();
+    assert_eq!(model.proprio_latent(), Some(6..8));
+    // Moving only the pusher changes only the proprio entries, and vice versa.
+    let obs = data.obs.get(0).narrow(0, 0, 1);
+    let z = model.encode(&obs).unwrap();
+    let changed = |field: i64| {
+        let o = obs.copy();
+        let _ = o.narrow(1, field, 1).f_add_scalar_(0.3).unwrap();
+        let d = (model.encode(&o).unwrap() - &z).abs().view([8]);
+        Vec::<f32>::try_from(d).unwrap()
+    };
+    let d = changed(0);
+    assert!(
+        d[..6].iter().all(|&v| v == 0.0) && d[6..].iter().any(|&v| v > 0.0),
+        "{d:?}"
+    );
+    let d = changed(2);
+    assert!(
+        d[6..].iter().all(|&v| v == 0.0) && d[..6].iter().any(|&v| v > 0.0),
+        "{d:?}"
+    );
+
+    // Bad settings fail before training, naming the field.
+    let bad = |cfg: TrainConfig| {
+        train(
+            &data,
+            &cfg,
+            &tmp.path().join("bad.safetensors"),
+            Device::Cpu,
+            false,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = bad(TrainConfig {
+        proprio: vec!["pusher_z".into()],
+        ..cfg.clone()
+    });
+    assert!(err.contains("pusher_z") && err.contains("block_x"), "{err}");
+    let err = bad(TrainConfig {
+        proprio_latent_dim: 8,
+        ..cfg.clone()
+    });
+    assert!(err.contains("--proprio-latent-dim"), "{err}");
+    assert!(!tmp.path().join("bad.json").exists());
 }

@@ -21,6 +21,8 @@ pub struct InspectReport {
     pub latent_shape: Vec<i64>,
     /// Whether `rollout_grad` is supported.
     pub supports_grad: bool,
+    /// Flattened latent entries of the agent's own state (`WorldModel::proprio_latent`).
+    pub proprio_latent: Option<std::ops::Range<usize>>,
     /// Batch size used for timing.
     pub batch: i64,
     /// Horizon used for timing.
@@ -47,6 +49,9 @@ impl std::fmt::Display for InspectReport {
             "gradients:      {}",
             if self.supports_grad { "yes" } else { "no" }
         )?;
+        if let Some(r) = &self.proprio_latent {
+            writeln!(f, "proprio latent: entries {}..{}", r.start, r.end)?;
+        }
         writeln!(f, "warm-up:        {:.2} ms", self.warmup_ms)?;
         writeln!(
             f,
@@ -135,6 +140,7 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &Tensor, horizon: i64) -> Resul
         action_dim: model.action_dim(),
         latent_shape: model.latent_shape().to_vec(),
         supports_grad: model.supports_grad(),
+        proprio_latent: model.proprio_latent(),
         batch,
         horizon,
         warmup_ms,

@@ -25,7 +25,8 @@
 //! an energy summed over the horizon (`metric: L2, reduction: Sum`) rather than the last
 //! step; action blocks (`MpcConfig::action_block`) to reach far with few decision variables;
 //! iCEM's brown noise (`beta` 2–2.5) where a detour (two_rooms' door) or a decisive push is
-//! needed; for push, `latent_weights` that put the block pose first. Defaults otherwise
+//! needed; for push, `latent_weights` that put the block pose first (or, with a JEPA that
+//! keeps a proprio latent, `proprio_weight`: the pusher weighs little). Defaults otherwise
 //! follow published practice (CEM 300/30/10, iCEM 3 iterations β = 2, MPPI after TD-MPC2).
 //!
 //! # Threads and determinism
