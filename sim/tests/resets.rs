@@ -145,7 +145,11 @@ fn success_predicates_on_constructed_states() {
                 far[0] = q.cos();
                 far[1] = q.sin();
             }
-            ScenarioConfig::Push(_) => far[4] += 0.2,
+            ScenarioConfig::Push(_) => {
+                let names = &env.spec().obs_names;
+                let i = names.iter().position(|n| n == "block_x").unwrap();
+                far[i] += 0.2
+            }
         }
         env.set_state(&far).unwrap();
         assert!(!env.success(), "{name}: far state counted as a success");
