@@ -348,3 +348,55 @@ pub(crate) fn elite_stats(
     let denom = if k > 1 { (k - 1) as f32 } else { 1.0 };
     std.iter_mut().for_each(|s| *s = (*s / denom).sqrt());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn energy() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -10.0f32..10.0,
+            1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY),
+            1 => Just(f32::NEG_INFINITY),
+            1 => Just(0.5f32),
+        ]
+    }
+
+    proptest! {
+        /// Best first, non-finite last, ties by index: the same order as a stable sort on the
+        /// finite-or-infinity key.
+        #[test]
+        fn rank_is_the_stable_order_with_non_finite_last(e in prop::collection::vec(energy(), 0..200)) {
+            let key = |x: f32| if x.is_finite() { x } else { f32::INFINITY };
+            let mut expected: Vec<usize> = (0..e.len()).collect();
+            expected.sort_by(|&a, &b| key(e[a]).total_cmp(&key(e[b])));
+            let (order, finite) = rank(&e);
+            prop_assert_eq!(order, expected);
+            prop_assert_eq!(finite, e.iter().filter(|x| x.is_finite()).count());
+        }
+
+        /// `to_actions` is `ActionBounds::denormalise` entry by entry, bit for bit.
+        #[test]
+        fn to_actions_matches_denormalise(
+            rows in 0usize..20,
+            low in prop::collection::vec(-3.0f32..0.0, 1..4),
+            seed in any::<u64>(),
+        ) {
+            let a = low.len();
+            let high: Vec<f32> = low.iter().map(|l| l + 0.5 + (seed % 7) as f32).collect();
+            let bounds = ActionBounds::new(low, high).unwrap();
+            let u: Vec<f32> = (0..rows * a)
+                .map(|j| ((j as u64 * 2654435761 + seed) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let mut out = vec![7.0];
+            to_actions(&bounds, &u, &mut out);
+            let expected: Vec<f32> = u.iter().enumerate().map(|(j, &x)| bounds.denormalise(j % a, x)).collect();
+            prop_assert_eq!(out.len(), expected.len());
+            for (x, y) in out.iter().zip(&expected) {
+                prop_assert_eq!(x.to_bits(), y.to_bits());
+            }
+        }
+    }
+}
