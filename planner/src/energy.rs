@@ -156,9 +156,9 @@ impl EnergyConfig {
 pub struct Energy {
     config: EnergyConfig,
     latent_weights: Option<Tensor>,
-    /// What `latent_weights` was resolved for with `proprio_weight`: (model proprio range,
-    /// latent entries, device).
-    resolved: Option<(Option<std::ops::Range<usize>>, usize, Device)>,
+    /// With `proprio_weight`: the model layout (proprio range, latent entries) that
+    /// `latent_weights` was resolved for.
+    resolved: Option<(Option<std::ops::Range<usize>>, i64)>,
 }
 
 impl Energy {
@@ -186,11 +186,13 @@ impl Energy {
     /// per iteration).
     pub(crate) fn prepare(&mut self, model: &dyn WorldModel, device: Device) -> Result<()> {
         if self.config.proprio_weight.is_some() {
-            let d: i64 = model.latent_shape().iter().product();
-            let key = (model.proprio_latent(), d.max(0) as usize, device);
+            let key = (
+                model.proprio_latent(),
+                model.latent_shape().iter().product(),
+            );
             if self.resolved.as_ref() != Some(&key) {
                 let w = self.config.weights_for(model)?.unwrap_or_default();
-                self.latent_weights = Some(Tensor::f_from_slice(&w)?.f_to_device(device)?);
+                self.latent_weights = Some(Tensor::f_from_slice(&w)?);
                 self.resolved = Some(key);
             }
         }

@@ -584,25 +584,9 @@ pub fn mlp_flops(dims: &[i64]) -> f64 {
         .sum()
 }
 
-/// The predictor's sizes `[latent + action, hidden…, latent]`.
-fn predictor_dims(c: &JepaConfig) -> Vec<i64> {
-    let mut d = vec![c.latent_dim + c.action_dim];
-    d.extend(std::iter::repeat_n(c.pred_hidden, c.pred_layers));
-    d.push(c.latent_dim);
-    d
-}
-
-/// The encoder's sizes `[obs, hidden…, latent]`.
-fn encoder_dims(c: &JepaConfig) -> Vec<i64> {
-    let mut d = vec![c.obs_dim];
-    d.extend(std::iter::repeat_n(c.enc_hidden, c.enc_layers));
-    d.push(c.latent_dim);
-    d
-}
-
 /// FLOPs of a plan that made `calls` on JEPA networks `c`, encoding one observation.
 pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
-    let step = mlp_flops(&predictor_dims(c));
+    let step = mlp_flops(&c.predictor_dims());
     let rollouts: f64 = calls
         .iter()
         .map(|k| {
@@ -614,7 +598,8 @@ pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
             }
         })
         .sum();
-    rollouts + mlp_flops(&encoder_dims(c))
+    let (scene, proprio) = c.encoder_dims();
+    rollouts + mlp_flops(&scene) + proprio.map_or(0.0, |d| mlp_flops(&d))
 }
 
 /// Times `reps` square float32 matmuls of side `n` on `device` (after one warm-up) on `clock`

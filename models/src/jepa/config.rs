@@ -73,6 +73,14 @@ pub struct JepaConfig {
     pub proprio_latent_dim: i64,
 }
 
+/// `[inp, hidden × layers, out]`.
+fn mlp_dims(inp: i64, hidden: i64, layers: usize, out: i64) -> Vec<i64> {
+    let mut d = vec![inp];
+    d.extend(std::iter::repeat_n(hidden, layers));
+    d.push(out);
+    d
+}
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }
@@ -111,6 +119,43 @@ impl JepaConfig {
         (0..self.obs_dim.max(0) as usize)
             .filter(|i| !self.proprio.contains(i))
             .collect()
+    }
+
+    /// Sizes `[in, hidden…, out]` of the encoder MLPs: the scene encoder (the whole
+    /// observation without proprio fields) and, with proprio fields, the proprio encoder.
+    pub fn encoder_dims(&self) -> (Vec<i64>, Option<Vec<i64>>) {
+        let enc =
+            |inp: usize, out: i64| mlp_dims(inp as i64, self.enc_hidden, self.enc_layers, out);
+        if self.proprio.is_empty() {
+            return (enc(self.obs_dim.max(0) as usize, self.latent_dim), None);
+        }
+        (
+            enc(
+                self.scene_fields().len(),
+                self.latent_dim - self.proprio_latent_dim,
+            ),
+            Some(enc(self.proprio.len(), self.proprio_latent_dim)),
+        )
+    }
+
+    /// Sizes `[latent + action, hidden…, latent]` of the predictor MLP.
+    pub fn predictor_dims(&self) -> Vec<i64> {
+        mlp_dims(
+            self.latent_dim + self.action_dim,
+            self.pred_hidden,
+            self.pred_layers,
+            self.latent_dim,
+        )
+    }
+
+    /// Sizes `[2 latent, hidden…, action]` of the inverse-dynamics head's MLP.
+    pub fn inverse_dims(&self) -> Vec<i64> {
+        mlp_dims(
+            2 * self.latent_dim,
+            self.inverse_hidden,
+            self.inverse_layers,
+            self.action_dim,
+        )
     }
 
     /// Whether the configuration has an inverse-dynamics head.

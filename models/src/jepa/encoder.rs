@@ -38,39 +38,23 @@ impl ObsEncoder {
     /// Creates the variables under `root` (`encoder`, and `proprio_encoder` with proprio
     /// fields) for a validated `config`, drawing initial weights from `rng`.
     pub(crate) fn new(root: &nn::Path<'_>, c: &JepaConfig, rng: &mut impl Rng) -> Result<Self> {
-        let dims = |inp: i64, out: i64| {
-            let mut d = vec![inp];
-            d.extend(std::iter::repeat_n(c.enc_hidden, c.enc_layers));
-            d.push(out);
-            d
-        };
-        if c.proprio.is_empty() {
-            let scene = Mlp::new(
-                &(root / "encoder"),
-                &dims(c.obs_dim, c.latent_dim),
-                c.activation,
-                c.layer_norm,
-                rng,
-            )?;
-            return Ok(ObsEncoder {
-                scene,
-                proprio: None,
-            });
-        }
-        let scene_fields = c.scene_fields();
+        let (scene_dims, proprio_dims) = c.encoder_dims();
         let scene = Mlp::new(
             &(root / "encoder"),
-            &dims(
-                scene_fields.len() as i64,
-                c.latent_dim - c.proprio_latent_dim,
-            ),
+            &scene_dims,
             c.activation,
             c.layer_norm,
             rng,
         )?;
+        let Some(proprio_dims) = proprio_dims else {
+            return Ok(ObsEncoder {
+                scene,
+                proprio: None,
+            });
+        };
         let mlp = Mlp::new(
             &(root / "proprio_encoder"),
-            &dims(c.proprio.len() as i64, c.proprio_latent_dim),
+            &proprio_dims,
             c.activation,
             c.layer_norm,
             rng,
@@ -85,7 +69,7 @@ impl ObsEncoder {
             scene,
             proprio: Some(ProprioBranch {
                 mlp,
-                scene_idx: index(&scene_fields)?,
+                scene_idx: index(&c.scene_fields())?,
                 proprio_idx: index(&c.proprio)?,
             }),
         })

@@ -78,21 +78,10 @@ impl JepaNets {
         let root = vs.root();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
         let c = &config;
-        let mlp_dims = |inp: i64, hidden: i64, layers: usize, out: i64| {
-            let mut d = vec![inp];
-            d.extend(std::iter::repeat_n(hidden, layers));
-            d.push(out);
-            d
-        };
         let encoder = ObsEncoder::new(&root, c, &mut rng)?;
         let predictor = Mlp::new(
             &(&root / "predictor"),
-            &mlp_dims(
-                c.latent_dim + c.action_dim,
-                c.pred_hidden,
-                c.pred_layers,
-                c.latent_dim,
-            ),
+            &c.predictor_dims(),
             c.activation,
             c.layer_norm,
             &mut rng,
@@ -100,12 +89,7 @@ impl JepaNets {
         let inverse = if c.has_inverse() {
             Some(Mlp::new(
                 &(&root / "inverse"),
-                &mlp_dims(
-                    2 * c.latent_dim,
-                    c.inverse_hidden,
-                    c.inverse_layers,
-                    c.action_dim,
-                ),
+                &c.inverse_dims(),
                 c.activation,
                 c.layer_norm,
                 &mut rng,
