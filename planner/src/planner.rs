@@ -155,7 +155,6 @@ mod serde_impl {
     //! struct impls, so `Cem(samples: 300)` parses in RON without extensions.
     use super::*;
     use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
-    use serde::ser::{self, SerializeStruct, SerializeStructVariant};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::marker::PhantomData;
 
@@ -273,163 +272,14 @@ mod serde_impl {
 
     impl Serialize for PlannerConfig {
         fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            use zplan_sim::serde_variant::serialize_as_struct_variant as variant;
+            const NAME: &str = "PlannerConfig";
             match self {
-                PlannerConfig::Cem(c) => c.serialize(AsVariant {
-                    s,
-                    index: 0,
-                    name: "Cem",
-                }),
-                PlannerConfig::ICem(c) => c.serialize(AsVariant {
-                    s,
-                    index: 1,
-                    name: "ICem",
-                }),
-                PlannerConfig::Mppi(c) => c.serialize(AsVariant {
-                    s,
-                    index: 2,
-                    name: "Mppi",
-                }),
-                PlannerConfig::Gradient(c) => c.serialize(AsVariant {
-                    s,
-                    index: 3,
-                    name: "Gradient",
-                }),
+                PlannerConfig::Cem(c) => variant(c, s, NAME, 0, "Cem"),
+                PlannerConfig::ICem(c) => variant(c, s, NAME, 1, "ICem"),
+                PlannerConfig::Mppi(c) => variant(c, s, NAME, 2, "Mppi"),
+                PlannerConfig::Gradient(c) => variant(c, s, NAME, 3, "Gradient"),
             }
-        }
-    }
-
-    /// A serializer that turns the inner config's `serialize_struct` into the outer
-    /// serializer's `serialize_struct_variant`; anything but a struct is an error.
-    struct AsVariant<S> {
-        s: S,
-        index: u32,
-        name: &'static str,
-    }
-
-    struct Fields<V>(V);
-
-    impl<V: SerializeStructVariant> SerializeStruct for Fields<V> {
-        type Ok = V::Ok;
-        type Error = V::Error;
-        fn serialize_field<T: ?Sized + Serialize>(
-            &mut self,
-            key: &'static str,
-            value: &T,
-        ) -> std::result::Result<(), V::Error> {
-            self.0.serialize_field(key, value)
-        }
-        fn skip_field(&mut self, key: &'static str) -> std::result::Result<(), V::Error> {
-            self.0.skip_field(key)
-        }
-        fn end(self) -> std::result::Result<V::Ok, V::Error> {
-            self.0.end()
-        }
-    }
-
-    macro_rules! not_a_struct {
-        ($($f:ident($($t:ty),*);)*) => {$(
-            fn $f(self, $(_: $t),*) -> std::result::Result<S::Ok, S::Error> {
-                Err(ser::Error::custom("planner settings must be a struct"))
-            }
-        )*};
-    }
-
-    type Never<S> = ser::Impossible<<S as Serializer>::Ok, <S as Serializer>::Error>;
-
-    impl<S: Serializer> Serializer for AsVariant<S> {
-        type Ok = S::Ok;
-        type Error = S::Error;
-        type SerializeSeq = Never<S>;
-        type SerializeTuple = Never<S>;
-        type SerializeTupleStruct = Never<S>;
-        type SerializeTupleVariant = Never<S>;
-        type SerializeMap = Never<S>;
-        type SerializeStruct = Fields<S::SerializeStructVariant>;
-        type SerializeStructVariant = Never<S>;
-
-        fn serialize_struct(
-            self,
-            _name: &'static str,
-            len: usize,
-        ) -> std::result::Result<Self::SerializeStruct, S::Error> {
-            Ok(Fields(self.s.serialize_struct_variant(
-                "PlannerConfig",
-                self.index,
-                self.name,
-                len,
-            )?))
-        }
-
-        not_a_struct! {
-            serialize_bool(bool); serialize_i8(i8); serialize_i16(i16); serialize_i32(i32);
-            serialize_i64(i64); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
-            serialize_u64(u64); serialize_f32(f32); serialize_f64(f64); serialize_char(char);
-            serialize_str(&str); serialize_bytes(&[u8]); serialize_none(); serialize_unit();
-            serialize_unit_struct(&'static str);
-            serialize_unit_variant(&'static str, u32, &'static str);
-        }
-
-        fn serialize_some<T: ?Sized + Serialize>(
-            self,
-            _: &T,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: &T,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_newtype_variant<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> std::result::Result<S::Ok, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_seq(
-            self,
-            _: Option<usize>,
-        ) -> std::result::Result<Self::SerializeSeq, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_tuple(self, _: usize) -> std::result::Result<Self::SerializeTuple, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> std::result::Result<Self::SerializeTupleStruct, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> std::result::Result<Self::SerializeTupleVariant, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_map(
-            self,
-            _: Option<usize>,
-        ) -> std::result::Result<Self::SerializeMap, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> std::result::Result<Self::SerializeStructVariant, S::Error> {
-            Err(ser::Error::custom("planner settings must be a struct"))
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::{Env, EnvSpec, Result, SimError};
 use serde::de::{
     self, DeserializeOwned, Deserializer, EnumAccess, MapAccess, VariantAccess, Visitor,
 };
-use serde::ser::{self, Impossible, SerializeStruct, SerializeStructVariant, Serializer};
+use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::marker::PhantomData;
@@ -99,8 +99,11 @@ macro_rules! scenario_families {
             fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
                 let variant = self.variant_name();
                 let index = VARIANTS.iter().position(|v| *v == variant).unwrap_or(0) as u32;
-                let target = AsStructVariant { inner: serializer, index, variant };
-                match self { $(ScenarioConfig::$variant(c) => c.serialize(target),)+ }
+                match self {
+                    $(ScenarioConfig::$variant(c) => crate::serde_variant::serialize_as_struct_variant(
+                        c, serializer, "ScenarioConfig", index, variant,
+                    ),)+
+                }
             }
         }
 
@@ -223,128 +226,6 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for StructVisitor<T> {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<T, A::Error> {
         T::deserialize(de::value::MapAccessDeserializer::new(map))
-    }
-}
-
-/// A serializer adapter that turns the struct a family config serialises into a struct
-/// variant of [`ScenarioConfig`]; any other shape is an error.
-struct AsStructVariant<S> {
-    inner: S,
-    index: u32,
-    variant: &'static str,
-}
-
-/// Forwards struct fields to a struct variant.
-struct VariantFields<V>(V);
-
-impl<V: SerializeStructVariant> SerializeStruct for VariantFields<V> {
-    type Ok = V::Ok;
-    type Error = V::Error;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> std::result::Result<(), V::Error> {
-        self.0.serialize_field(key, value)
-    }
-    fn skip_field(&mut self, key: &'static str) -> std::result::Result<(), V::Error> {
-        self.0.skip_field(key)
-    }
-    fn end(self) -> std::result::Result<V::Ok, V::Error> {
-        self.0.end()
-    }
-}
-
-macro_rules! not_a_struct {
-    ($($method:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
-        $(
-            fn $method(self, $($arg: $ty),*) -> std::result::Result<$ret, S::Error> {
-                $(let _ = $arg;)*
-                Err(ser::Error::custom("a scenario config must serialise as a struct"))
-            }
-        )*
-    };
-}
-
-impl<S: Serializer> Serializer for AsStructVariant<S> {
-    type Ok = S::Ok;
-    type Error = S::Error;
-    type SerializeSeq = Impossible<S::Ok, S::Error>;
-    type SerializeTuple = Impossible<S::Ok, S::Error>;
-    type SerializeTupleStruct = Impossible<S::Ok, S::Error>;
-    type SerializeTupleVariant = Impossible<S::Ok, S::Error>;
-    type SerializeMap = Impossible<S::Ok, S::Error>;
-    type SerializeStruct = VariantFields<S::SerializeStructVariant>;
-    type SerializeStructVariant = Impossible<S::Ok, S::Error>;
-
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        len: usize,
-    ) -> std::result::Result<Self::SerializeStruct, S::Error> {
-        self.inner
-            .serialize_struct_variant("ScenarioConfig", self.index, self.variant, len)
-            .map(VariantFields)
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.inner.is_human_readable()
-    }
-
-    not_a_struct! {
-        serialize_bool(v: bool) -> S::Ok;
-        serialize_i8(v: i8) -> S::Ok;
-        serialize_i16(v: i16) -> S::Ok;
-        serialize_i32(v: i32) -> S::Ok;
-        serialize_i64(v: i64) -> S::Ok;
-        serialize_u8(v: u8) -> S::Ok;
-        serialize_u16(v: u16) -> S::Ok;
-        serialize_u32(v: u32) -> S::Ok;
-        serialize_u64(v: u64) -> S::Ok;
-        serialize_f32(v: f32) -> S::Ok;
-        serialize_f64(v: f64) -> S::Ok;
-        serialize_char(v: char) -> S::Ok;
-        serialize_str(v: &str) -> S::Ok;
-        serialize_bytes(v: &[u8]) -> S::Ok;
-        serialize_none() -> S::Ok;
-        serialize_unit() -> S::Ok;
-        serialize_unit_struct(name: &'static str) -> S::Ok;
-        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str) -> S::Ok;
-        serialize_seq(len: Option<usize>) -> Self::SerializeSeq;
-        serialize_tuple(len: usize) -> Self::SerializeTuple;
-        serialize_tuple_struct(name: &'static str, len: usize) -> Self::SerializeTupleStruct;
-        serialize_tuple_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> Self::SerializeTupleVariant;
-        serialize_map(len: Option<usize>) -> Self::SerializeMap;
-        serialize_struct_variant(name: &'static str, index: u32, variant: &'static str, len: usize) -> Self::SerializeStructVariant;
-    }
-
-    fn serialize_some<T: ?Sized + Serialize>(
-        self,
-        _value: &T,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        Err(ser::Error::custom(
-            "a scenario config must serialise as a struct",
-        ))
-    }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _name: &'static str,
-        _value: &T,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        Err(ser::Error::custom(
-            "a scenario config must serialise as a struct",
-        ))
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        Err(ser::Error::custom(
-            "a scenario config must serialise as a struct",
-        ))
     }
 }
 

@@ -75,6 +75,7 @@ pub mod push;
 pub mod reach;
 mod render;
 mod ron_locate;
+pub mod serde_variant;
 pub mod two_rooms;
 mod validate;
 
