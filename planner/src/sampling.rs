@@ -186,18 +186,16 @@ pub(crate) fn rank(energies: &[f32]) -> (Vec<usize>, usize) {
     (order, finite)
 }
 
-/// Denormalises `u` (row-major `[.., A]`) into `out`: [`ActionBounds::denormalise`] per
-/// entry, bit for bit, with the per-entry constants hoisted out of the loop.
+/// Denormalises `u` (row-major `[.., A]`) into `out` ([`ActionBounds::denormalise`] per
+/// entry), a row at a time: no index modulo in the loop.
 pub(crate) fn to_actions(bounds: &ActionBounds, u: &[f32], out: &mut Vec<f32>) {
     let a = bounds.dim();
     debug_assert_eq!(u.len() % a, 0, "u holds whole actions");
-    let centre: Vec<f32> = (0..a).map(|i| bounds.centre(i)).collect();
-    let half: Vec<f32> = (0..a).map(|i| bounds.half_range(i)).collect();
     out.clear();
     out.resize(u.len(), 0.0);
     for (o, row) in out.chunks_exact_mut(a).zip(u.chunks_exact(a)) {
-        for i in 0..a {
-            o[i] = (centre[i] + half[i] * row[i]).clamp(bounds.low[i], bounds.high[i]);
+        for (i, (o, &x)) in o.iter_mut().zip(row).enumerate() {
+            *o = bounds.denormalise(i, x);
         }
     }
 }
