@@ -382,6 +382,7 @@ pub(crate) fn sample_gaussian(
     }
     for row in noise.chunks_exact_mut(ha.max(1)) {
         for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
+            #[allow(clippy::manual_clamp)] // `clamp` branches; see above
             *x = (m + s * *x).max(-1.0).min(1.0);
         }
     }
