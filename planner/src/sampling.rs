@@ -358,6 +358,7 @@ pub(crate) fn drive(
 /// branch-free loop the compiler vectorises (clipping with data-dependent branches
 /// mispredicted about once per clipped entry). `mean` and `std` are finite, so `max`/`min`
 /// clip exactly as `clamp` would.
+#[allow(clippy::manual_clamp)] // `clamp` branches per entry: see above
 pub(crate) fn sample_gaussian(
     rng: &mut rand_chacha::ChaCha8Rng,
     mean: &[f32],
@@ -382,7 +383,6 @@ pub(crate) fn sample_gaussian(
     }
     for row in noise.chunks_exact_mut(ha.max(1)) {
         for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
-            #[allow(clippy::manual_clamp)] // `clamp` branches; see above
             *x = (m + s * *x).max(-1.0).min(1.0);
         }
     }
