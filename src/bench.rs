@@ -67,6 +67,10 @@ pub struct BenchPlanArgs {
     /// torch intra-op threads (also for the reference matmul).
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
+    /// CPU threads that roll out groups of candidates in parallel, each with one torch thread
+    /// (`zplan_models::ParallelRollout`); 1 = off. Use with `--threads 1` and the wall clock.
+    #[arg(long, default_value_t = 1)]
+    pub rollout_threads: usize,
     /// Timed plans (each followed by the same rollouts done alone).
     #[arg(long, default_value_t = 20)]
     pub repeats: usize,
@@ -132,6 +136,12 @@ pub struct BenchArgs {
 pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
     if args.threads < 1 {
         bail!("--threads must be at least 1, got {}", args.threads);
+    }
+    if args.rollout_threads < 1 {
+        bail!(
+            "--rollout-threads must be at least 1, got {}",
+            args.rollout_threads
+        );
     }
     tch::set_num_threads(args.threads);
     let energy = match &args.energy {

@@ -119,6 +119,25 @@ fn bench_plan_on_a_torchscript_model() {
     );
     let (stdout, _) = text(&out);
     assert!(stdout.contains("2 x [24, 4]"), "{stdout}");
+
+    // Candidate groups rolled out on two threads (64 candidates: two groups of 32).
+    let mut args = vec!["bench-plan", "--model", model.to_str().unwrap()];
+    args.extend(["--obs-shape", "4", "--action-dim", "2", "--planner", "mppi"]);
+    args.extend(["--samples", "64", "--horizon", "4", "--iters", "2"]);
+    args.extend(["--repeats", "2", "--warmup", "1", "--rollout-threads", "2"]);
+    let out = zplan(&args);
+    assert_eq!(keys(&last_line(&out)), BASE_KEYS);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("1 torch thread(s) × 2 candidate groups in parallel"),
+        "{stdout}"
+    );
+    // The CPU clock would add the threads' times up.
+    args.extend(["--clock", "cpu"]);
+    let out = zplan(&args);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("wall clock"), "{stderr}");
 }
 
 #[test]
@@ -225,6 +244,24 @@ fn bench_plan_bad_inputs_fail_clearly() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("elites"), "{stderr}");
+
+    let out = zplan(&[
+        "bench-plan",
+        "--model",
+        "jepa-new",
+        "--obs-shape",
+        "4",
+        "--action-dim",
+        "2",
+        "--rollout-threads",
+        "0",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--rollout-threads must be at least 1"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ target/release/zplan, built first with `cargo build --release --bin zplan` unles
 
     python3 benches/python/run_side_by_side.py                 # all sizes, 1 thread
     python3 benches/python/run_side_by_side.py --sizes tiny small --threads 2 --clock cpu
+    python3 benches/python/run_side_by_side.py --sizes tiny small --threads 2 --rollout-threads 2
 """
 
 import argparse
@@ -96,7 +97,11 @@ def main(argv=None):
                    choices=["tiny", "small", "large"])
     p.add_argument("--variants", nargs="+", default=["rollout", "predict"],
                    choices=["rollout", "predict"])
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads of both sides")
+    p.add_argument("--rollout-threads", type=int, default=1,
+                   help="zplan only: roll out candidate groups on this many threads with one torch "
+                        "thread each (the reference keeps --threads intra-op threads); wall clock")
     p.add_argument("--samples", type=int, default=300)
     p.add_argument("--elites", type=int, default=30)
     p.add_argument("--horizon", type=int, default=16)
@@ -114,18 +119,25 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     py = find_python()
+    if args.rollout_threads > 1 and args.clock == "cpu":
+        sys.exit("--rollout-threads needs the wall clock (the CPU clock adds the threads' times up)")
     zplan = find_zplan(not args.no_build)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="zplan-sbs-"))
     work.mkdir(parents=True, exist_ok=True)
     torch_version = run([py, "-c", "import torch; print(torch.__version__)"]).strip()
     budget = [
         "--samples", str(args.samples), "--elites", str(args.elites), "--horizon",
-        str(args.horizon), "--iters", str(args.iters), "--threads", str(args.threads),
+        str(args.horizon), "--iters", str(args.iters),
         "--warmup", str(args.warmup), "--clock", args.clock, "--device", args.device,
     ]
+    ref_threads = ["--threads", str(args.threads)]
+    zp_threads = (["--threads", "1", "--rollout-threads", str(args.rollout_threads)]
+                  if args.rollout_threads > 1 else ref_threads)
     print(f"# zplan vs PyTorch reference CEM, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"# machine: {machine_line()}")
-    print(f"# torch {torch_version}, {args.threads} thread(s), {args.clock} clock; CEM "
+    zplan_threads = (f"zplan {args.rollout_threads} candidate groups x 1 torch thread"
+                     if args.rollout_threads > 1 else "same for zplan")
+    print(f"# torch {torch_version}, {args.threads} thread(s) ({zplan_threads}), {args.clock} clock; CEM "
           f"{args.samples} samples x horizon {args.horizon} x {args.iters} iterations, "
           f"{args.elites} elites, float32, {args.device}; obs {args.obs_dim}, action {args.action_dim}")
     rows = []
@@ -141,10 +153,10 @@ def main(argv=None):
             repeats = str(args.repeats or DEFAULT_REPEATS[size])
             ref_cmd = [py, str(ROOT / "benches" / "python" / "reference_cem.py"), "--model",
                        str(model), "--obs-shape", str(args.obs_dim), "--action-dim",
-                       str(args.action_dim), "--repeats", repeats] + budget
+                       str(args.action_dim), "--repeats", repeats] + budget + ref_threads
             zp_cmd = [zplan, "bench-plan", "--model", str(model), "--obs-shape",
                       str(args.obs_dim), "--action-dim", str(args.action_dim), "--planner",
-                      "cem", "--repeats", repeats] + budget
+                      "cem", "--repeats", repeats] + budget + zp_threads
             ref, zp = [], []
             for _ in range(args.rounds):
                 ref.append(last_line_values(run(ref_cmd)))

@@ -50,6 +50,7 @@ pub mod device;
 pub mod error;
 pub mod inspect;
 pub mod jepa;
+pub mod parallel;
 pub mod sim_model;
 pub mod spec;
 pub mod torchscript;
@@ -62,6 +63,7 @@ pub use inspect::{inspect, inspect_with, InspectReport};
 pub use jepa::{
     Activation, JepaConfig, JepaModel, JepaNets, JepaSidecar, Mlp, ObsNorm, TargetEncoder,
 };
+pub use parallel::ParallelRollout;
 pub use sim_model::SimModel;
 pub use spec::{check_fits, load_model, load_model_for, ModelSpec};
 pub use torchscript::TorchScriptModel;

@@ -192,6 +192,9 @@ pub struct PlanSetup {
     pub goal_obs: Tensor,
     /// Action bounds.
     pub bounds: ActionBounds,
+    /// Threads rolling out candidate groups in parallel (`model` is then a
+    /// [`zplan_models::ParallelRollout`]); 1 = off.
+    pub rollout_threads: usize,
 }
 
 /// One rollout the planner asked for.
@@ -252,6 +255,8 @@ pub struct PlanBenchReport {
     pub device: String,
     /// torch intra-op threads during the measurement.
     pub threads: i32,
+    /// Threads rolling out candidate groups in parallel (1 = off).
+    pub rollout_threads: usize,
     /// Clock of the timed sections.
     pub clock: Clock,
     /// The planner configuration, as RON.
@@ -324,8 +329,17 @@ impl fmt::Display for PlanBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "model       {} (latent {:?}) on {}, {} torch thread(s), {:?} clock",
-            self.model, self.latent_shape, self.device, self.threads, self.clock
+            "model       {} (latent {:?}) on {}, {} torch thread(s){}, {:?} clock",
+            self.model,
+            self.latent_shape,
+            self.device,
+            self.threads,
+            if self.rollout_threads > 1 {
+                format!(" × {} candidate groups in parallel", self.rollout_threads)
+            } else {
+                String::new()
+            },
+            self.clock
         )?;
         writeln!(f, "planner     {}", self.planner)?;
         writeln!(
@@ -426,6 +440,14 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
                 .with_context(context)?,
         }
     };
+    let model: Arc<dyn WorldModel> = if args.rollout_threads > 1 {
+        Arc::new(zplan_models::ParallelRollout::new(
+            model,
+            args.rollout_threads,
+        )?)
+    } else {
+        model
+    };
     let (start, goal, bounds) = match &scenario {
         Some(sc) => {
             let mut env = sc.build()?;
@@ -460,6 +482,7 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
         start_obs: as_obs(start)?,
         goal_obs: as_obs(goal)?,
         bounds,
+        rollout_threads: args.rollout_threads.max(1),
     })
 }
 
@@ -638,6 +661,13 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
     if s.clock == Clock::Cpu && device != Device::Cpu {
         bail!("the CPU clock cannot time work on {device:?}; use the wall clock");
     }
+    if s.clock == Clock::Cpu && setup.rollout_threads > 1 {
+        bail!(
+            "the CPU clock adds up the time of all {} rollout threads; use the wall clock \
+             with --rollout-threads",
+            setup.rollout_threads
+        );
+    }
     let clock = s.clock;
     let ms = |t0: f64| -> Result<f64> { Ok((clock.now()? - t0) * 1e3) };
     let _guard = tch::no_grad_guard();
@@ -717,6 +747,7 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         latent_shape: model.latent_shape().to_vec(),
         device: zplan_models::device_name(device),
         threads: tch::get_num_threads(),
+        rollout_threads: setup.rollout_threads,
         clock,
         planner: cfg.to_ron_string(),
         repeats: s.repeats,

@@ -1,0 +1,216 @@
+//! Candidate-parallel rollouts on CPU: one planner, several cores.
+//!
+//! A sampling planner scores hundreds of candidates in one batched rollout. On a CPU with `T`
+//! cores, libtorch's own (intra-op) threading splits each matrix product of that rollout, which
+//! pays a fork/join per operation and scales poorly for the small matrices of a planning
+//! model. [`ParallelRollout`] splits the *batch* instead: `T` contiguous groups of candidates
+//! roll out at once on `T` threads, each running libtorch single-threaded, and the predictions
+//! are concatenated in order. Candidates are independent, so the result is the same rollout,
+//! and it is deterministic for a given number of threads.
+
+use crate::{ModelError, Result, WorldModel};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tch::{Device, Tensor};
+
+/// One group's rollout, answered on `reply`.
+struct Job {
+    z0: Tensor,
+    actions: Tensor,
+    reply: Sender<Result<Tensor>>,
+}
+
+/// A persistent worker: keeps its thread-local libtorch state (intra-op threads, grad mode,
+/// allocator caches) warm between calls.
+struct Worker {
+    jobs: Mutex<Option<Sender<Job>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(model: Arc<dyn WorldModel>, index: usize) -> Result<Self> {
+        let (tx, rx) = channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name(format!("zplan-rollout-{index}"))
+            .spawn(move || {
+                tch::set_num_threads(1);
+                let _guard = tch::no_grad_guard();
+                for job in rx {
+                    let out = model.rollout(&job.z0, &job.actions);
+                    // The caller may have given up (an error in another group): ignore.
+                    let _ = job.reply.send(out);
+                }
+            })
+            .map_err(|e| ModelError::Internal(format!("starting a rollout thread: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(tx)),
+            handle: Some(handle),
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .ok_or_else(|| ModelError::Internal("a rollout thread has stopped".into()))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the queue ends the worker's loop.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A [`WorldModel`] whose CPU rollouts run as `threads` candidate groups in parallel.
+///
+/// `encode`, `rollout_grad` and rollouts on other devices go to the wrapped model unchanged,
+/// as do batches too small to split (fewer than `2 · min_rows` candidates). `threads - 1`
+/// persistent workers (one intra-op thread and no-grad mode each, both per-thread in libtorch)
+/// take the other groups while the calling thread rolls out the first; they stop when the
+/// wrapper is dropped.
+pub struct ParallelRollout {
+    inner: Arc<dyn WorldModel>,
+    threads: usize,
+    min_rows: i64,
+    name: String,
+    /// `threads - 1` workers; the calling thread rolls out the first group itself.
+    workers: Vec<Worker>,
+}
+
+impl ParallelRollout {
+    /// Candidates below which a group is not worth its own thread.
+    pub const DEFAULT_MIN_ROWS: i64 = 16;
+
+    /// Wraps `inner` to roll out on `threads >= 1` threads.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] when `threads` is 0.
+    pub fn new(inner: Arc<dyn WorldModel>, threads: usize) -> Result<Self> {
+        if threads == 0 {
+            return Err(ModelError::InvalidConfig(
+                "parallel rollout threads must be at least 1".into(),
+            ));
+        }
+        let workers = (1..threads)
+            .map(|i| Worker::spawn(inner.clone(), i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            name: inner.name().to_string(),
+            inner,
+            threads,
+            min_rows: Self::DEFAULT_MIN_ROWS,
+            workers,
+        })
+    }
+
+    /// Sets the smallest candidate group worth a thread (at least 1).
+    pub fn with_min_rows(mut self, rows: i64) -> Self {
+        self.min_rows = rows.max(1);
+        self
+    }
+
+    /// Number of candidate groups rolled out in parallel.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The wrapped model.
+    pub fn inner(&self) -> &Arc<dyn WorldModel> {
+        &self.inner
+    }
+
+    /// `(start, len)` of each group of a batch of `b` candidates.
+    fn groups(&self, b: i64) -> Vec<(i64, i64)> {
+        let n = (self.threads as i64).min(b / self.min_rows).max(1);
+        let (base, extra) = (b / n, b % n);
+        let mut start = 0;
+        (0..n)
+            .map(|i| {
+                let len = base + i64::from(i < extra);
+                let g = (start, len);
+                start += len;
+                g
+            })
+            .collect()
+    }
+}
+
+impl WorldModel for ParallelRollout {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+    fn obs_shape(&self) -> &[i64] {
+        self.inner.obs_shape()
+    }
+    fn action_dim(&self) -> i64 {
+        self.inner.action_dim()
+    }
+    fn latent_shape(&self) -> &[i64] {
+        self.inner.latent_shape()
+    }
+    fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
+        self.inner.proprio_latent()
+    }
+    fn supports_grad(&self) -> bool {
+        self.inner.supports_grad()
+    }
+    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+        self.inner.encode(obs)
+    }
+    fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        self.inner.rollout_grad(z0, actions)
+    }
+
+    fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        let b = actions.size().first().copied().unwrap_or(0);
+        let groups = self.groups(b);
+        if groups.len() < 2 || self.inner.device() != Device::Cpu || z0.size().first() != Some(&b) {
+            return self.inner.rollout(z0, actions);
+        }
+        let mut replies = Vec::with_capacity(groups.len() - 1);
+        for (worker, &(start, len)) in self.workers.iter().zip(&groups[1..]) {
+            let (reply, rx) = channel();
+            worker.submit(Job {
+                z0: z0.f_narrow(0, start, len)?,
+                actions: actions.f_narrow(0, start, len)?,
+                reply,
+            })?;
+            replies.push(rx);
+        }
+        let (start, len) = groups[0];
+        let first = self.inner.rollout(
+            &z0.f_narrow(0, start, len)?,
+            &actions.f_narrow(0, start, len)?,
+        );
+        let parts: Vec<Result<Tensor>> = std::iter::once(first)
+            .chain(replies.into_iter().map(|rx| {
+                rx.recv().unwrap_or_else(|_| {
+                    Err(ModelError::Internal(
+                        "a rollout thread stopped mid-call".into(),
+                    ))
+                })
+            }))
+            .collect();
+        let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+}
+
+impl std::fmt::Debug for ParallelRollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParallelRollout")
+            .field("inner", &self.name)
+            .field("threads", &self.threads)
+            .field("min_rows", &self.min_rows)
+            .finish()
+    }
+}
