@@ -21,6 +21,25 @@ struct Job {
     reply: Sender<Result<Tensor>>,
 }
 
+/// How long a waiting thread polls before it sleeps: longer than the gap between a planner's
+/// iterations (sampling, ranking, refit: tens of microseconds), so neither side pays a
+/// wake-up from sleep (tens to hundreds of microseconds on a virtual machine) per call.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// The next message, polling for [`SPIN`] before blocking; `None` once the sender is gone.
+fn receive<T>(rx: &std::sync::mpsc::Receiver<T>) -> Option<T> {
+    use std::sync::mpsc::TryRecvError;
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Some(v),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
+            Err(TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
+}
+
 /// A persistent worker: keeps its thread-local libtorch state (intra-op threads, grad mode,
 /// allocator caches) warm between calls.
 struct Worker {
@@ -36,7 +55,7 @@ impl Worker {
             .spawn(move || {
                 tch::set_num_threads(1);
                 let _guard = tch::no_grad_guard();
-                for job in rx {
+                while let Some(job) = receive(&rx) {
                     let out = model.rollout(&job.z0, &job.actions);
                     // The caller may have given up (an error in another group): ignore.
                     let _ = job.reply.send(out);
@@ -193,7 +212,7 @@ impl WorldModel for ParallelRollout {
         );
         let parts: Vec<Result<Tensor>> = std::iter::once(first)
             .chain(replies.into_iter().map(|rx| {
-                rx.recv().unwrap_or_else(|_| {
+                receive(&rx).unwrap_or_else(|| {
                     Err(ModelError::Internal(
                         "a rollout thread stopped mid-call".into(),
                     ))
