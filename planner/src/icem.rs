@@ -189,19 +189,20 @@ impl Sampler for ICemSampler<'_> {
             .min(pop - out.len() / ha);
         out.extend_from_slice(&self.elites[..kept * ha]);
         let fresh = pop - out.len() / ha;
-        self.seq.resize(h, 0.0);
-        for _ in 0..fresh {
+        // One colored sequence per (candidate, action entry), in the order the candidates
+        // consume them: `seq[(k·A + d)·H + t]`.
+        self.noise
+            .sample_many(self.rng, fresh * a, &mut self.white, &mut self.seq);
+        for k in 0..fresh {
             let base = out.len();
             out.extend_from_slice(self.mean);
             for d in 0..a {
-                self.noise.sample(self.rng, &mut self.white, &mut self.seq);
-                for t in 0..h {
+                let seq = &self.seq[(k * a + d) * h..(k * a + d + 1) * h];
+                for (t, x) in seq.iter().enumerate() {
                     let j = base + t * a + d;
                     // Branch-free clip (finite operands: the same as `clamp`, which
                     // mispredicts about once per clipped entry).
-                    out[j] = (out[j] + self.std[t * a + d] * self.seq[t])
-                        .max(-1.0)
-                        .min(1.0);
+                    out[j] = (out[j] + self.std[t * a + d] * x).max(-1.0).min(1.0);
                 }
             }
         }
