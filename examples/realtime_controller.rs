@@ -7,6 +7,8 @@
 //! cargo run --release --example realtime_controller -- --scenario scenarios/reach.ron
 //! cargo run --release --example realtime_controller -- --scenario scenarios/two_rooms.ron \
 //!     --hz 20 --episodes 5 --model jepa:models/two_rooms
+//! cargo run --release --example realtime_controller -- --scenario scenarios/reach.ron \
+//!     --model jepa:models/trained/reach --rollout-threads 2
 //! ```
 //!
 //! Prints per episode whether the goal was reached, and at the end the loop's missed ticks,
@@ -17,8 +19,9 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zplan_models::{load_model, DeviceChoice, ModelSpec};
+use zplan_models::{load_model, DeviceChoice, ModelSpec, ParallelRollout, WorldModel};
 use zplan_planner::{
     percentile, ActionBounds, CemConfig, Controller, ControllerOptions, EnergyConfig, ICemConfig,
     Metric, PlannerConfig, Reduction,
@@ -59,6 +62,10 @@ struct Args {
     /// Seed of the first episode (evaluation seeds; keep them disjoint from training data).
     #[arg(long, default_value_t = 50_000)]
     seed: u64,
+    /// Roll out groups of candidates on this many CPU threads at once
+    /// (`zplan_models::ParallelRollout`); 1 = the planner thread alone.
+    #[arg(long, default_value_t = 1)]
+    rollout_threads: usize,
 }
 
 /// Planner, energy and action block that suit a scenario family under a tight deadline: the
@@ -132,6 +139,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &config,
         DeviceChoice::from_str(&args.device)?,
     )?;
+    let model: Arc<dyn WorldModel> = if args.rollout_threads > 1 {
+        Arc::new(ParallelRollout::new(model, args.rollout_threads)?)
+    } else {
+        model
+    };
     let (mut planner, mut energy, mut block) = preset(config.kind());
     if let Some(p) = &args.planner {
         planner = PlannerConfig::from_ron_str(p)?;
