@@ -104,7 +104,11 @@ impl ActionBounds {
     /// on the bounds at `u = ±1`.
     #[inline]
     pub(crate) fn denormalise(&self, i: usize, u: f32) -> f32 {
-        (self.centre(i) + self.half_range(i) * u).clamp(self.low[i], self.high[i])
+        crate::sampling::clip(
+            self.centre(i) + self.half_range(i) * u,
+            self.low[i],
+            self.high[i],
+        )
     }
 
     /// Maps an action value of entry `i` to normalised space, clipped to `[-1, 1]`.

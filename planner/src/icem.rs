@@ -172,7 +172,6 @@ impl Sampler for ICemSampler<'_> {
         self.cfg.population(i)
     }
 
-    #[allow(clippy::manual_clamp)]
     fn sample(&mut self, i: u32, out: &mut Vec<f32>) {
         let pop = self.cfg.population(i);
         let ha = self.mean.len();
@@ -200,9 +199,7 @@ impl Sampler for ICemSampler<'_> {
                 let seq = &self.seq[(k * a + d) * h..(k * a + d + 1) * h];
                 for (t, x) in seq.iter().enumerate() {
                     let j = base + t * a + d;
-                    // Branch-free clip (finite operands: the same as `clamp`, which
-                    // mispredicts about once per clipped entry).
-                    out[j] = (out[j] + self.std[t * a + d] * x).max(-1.0).min(1.0);
+                    out[j] = sampling::clip(out[j] + self.std[t * a + d] * x, -1.0, 1.0);
                 }
             }
         }
