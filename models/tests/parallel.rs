@@ -30,9 +30,15 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 #[test]
-fn parallel_rollouts_match_one_thread_for_vector_and_token_latents() {
-    for (name, obs) in [("vec.pt", vec![4i64]), ("tok.pt", vec![2, 3])] {
-        let inner = load(name, &obs);
+fn parallel_rollouts_match_one_thread_for_torchscript_and_native_models() {
+    let jepa: Arc<dyn WorldModel> = Arc::new(
+        zplan_models::JepaModel::new(zplan_models::JepaConfig::new(4, 2), Device::Cpu).unwrap(),
+    );
+    for (name, inner) in [
+        ("vec.pt", load("vec.pt", &[4])),
+        ("tok.pt", load("tok.pt", &[2, 3])),
+        ("native JEPA", jepa),
+    ] {
         let par = ParallelRollout::new(inner.clone(), 3)
             .unwrap()
             .with_min_rows(4);
