@@ -64,8 +64,8 @@ struct Args {
     seed: u64,
     /// Roll out groups of candidates on this many CPU threads at once
     /// (`zplan_models::ParallelRollout`); 1 = the planner thread alone.
-    #[arg(long, default_value_t = 1)]
-    rollout_threads: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    rollout_threads: u64,
 }
 
 /// Planner, energy and action block that suit a scenario family under a tight deadline: the
@@ -140,7 +140,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DeviceChoice::from_str(&args.device)?,
     )?;
     let model: Arc<dyn WorldModel> = if args.rollout_threads > 1 {
-        Arc::new(ParallelRollout::new(model, args.rollout_threads)?)
+        // One torch thread per candidate group, the planner thread's included.
+        tch::set_num_threads(1);
+        Arc::new(ParallelRollout::new(model, args.rollout_threads as usize)?)
     } else {
         model
     };

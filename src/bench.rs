@@ -68,7 +68,8 @@ pub struct BenchPlanArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
     /// CPU threads that roll out groups of candidates in parallel, each with one torch thread
-    /// (`zplan_models::ParallelRollout`); 1 = off. Use with `--threads 1` and the wall clock.
+    /// (`zplan_models::ParallelRollout`); 1 = off. Needs `--threads 1` and the wall clock; the
+    /// JEPA arithmetic summary is then left out (its matmul reference runs on one thread).
     #[arg(long, default_value_t = 1)]
     pub rollout_threads: usize,
     /// Timed plans (each followed by the same rollouts done alone).
@@ -141,6 +142,14 @@ pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
         bail!(
             "--rollout-threads must be at least 1, got {}",
             args.rollout_threads
+        );
+    }
+    if args.rollout_threads > 1 && args.threads > 1 {
+        bail!(
+            "--rollout-threads {} runs each candidate group with one torch thread; leave \
+             --threads at 1 (got {}): libtorch's intra-op pool is shared by the process",
+            args.rollout_threads,
+            args.threads
         );
     }
     tch::set_num_threads(args.threads);

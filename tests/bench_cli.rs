@@ -262,6 +262,22 @@ fn bench_plan_bad_inputs_fail_clearly() {
         stderr.contains("--rollout-threads must be at least 1"),
         "{stderr}"
     );
+    let out = zplan(&[
+        "bench-plan",
+        "--model",
+        "jepa-new",
+        "--obs-shape",
+        "4",
+        "--action-dim",
+        "2",
+        "--rollout-threads",
+        "2",
+        "--threads",
+        "2",
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("leave --threads at 1"), "{stderr}");
 }
 
 #[test]

@@ -119,6 +119,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     py = find_python()
+    if args.rollout_threads < 1:
+        sys.exit(f"--rollout-threads must be at least 1, got {args.rollout_threads}")
     if args.rollout_threads > 1 and args.clock == "cpu":
         sys.exit("--rollout-threads needs the wall clock (the CPU clock adds the threads' times up)")
     zplan = find_zplan(not args.no_build)

@@ -56,7 +56,15 @@ impl Worker {
                 tch::set_num_threads(1);
                 let _guard = tch::no_grad_guard();
                 while let Some(job) = receive(&rx) {
-                    let out = model.rollout(&job.z0, &job.actions);
+                    // A panicking model becomes an error of this call; the worker lives on.
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        model.rollout(&job.z0, &job.actions)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(ModelError::Internal(
+                            "the model panicked in a parallel rollout".into(),
+                        ))
+                    });
                     // The caller may have given up (an error in another group): ignore.
                     let _ = job.reply.send(out);
                 }
@@ -88,11 +96,14 @@ impl Drop for Worker {
 
 /// A [`WorldModel`] whose CPU rollouts run as `threads` candidate groups in parallel.
 ///
-/// `encode`, `rollout_grad` and rollouts on other devices go to the wrapped model unchanged,
-/// as do batches too small to split (fewer than `2 · min_rows` candidates). `threads - 1`
-/// persistent workers (one intra-op thread and no-grad mode each, both per-thread in libtorch)
-/// take the other groups while the calling thread rolls out the first; they stop when the
-/// wrapper is dropped.
+/// A batch of `b` candidates is split into `min(threads, b / min_rows)` groups; `encode`,
+/// `rollout_grad`, rollouts on other devices and batches too small to split go to the wrapped
+/// model unchanged. `threads - 1` persistent workers (each sets one torch thread and no-grad
+/// mode for itself) take the other groups while the calling thread rolls out the first; they
+/// stop when the wrapper is dropped. Run the calling thread with one torch thread too
+/// (`tch::set_num_threads(1)`): libtorch's intra-op pool is shared by the process, so more
+/// would oversubscribe the cores. A model error or panic in a group is returned as this
+/// call's error, and the workers keep serving.
 pub struct ParallelRollout {
     inner: Arc<dyn WorldModel>,
     threads: usize,
@@ -231,5 +242,61 @@ impl std::fmt::Debug for ParallelRollout {
             .field("threads", &self.threads)
             .field("min_rows", &self.min_rows)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// A user model that panics on actions above 100 and otherwise predicts the running sum
+    /// of the first action entry.
+    struct Fragile;
+
+    impl WorldModel for Fragile {
+        fn name(&self) -> &str {
+            "fragile"
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+        fn obs_shape(&self) -> &[i64] {
+            &[1]
+        }
+        fn action_dim(&self) -> i64 {
+            1
+        }
+        fn latent_shape(&self) -> &[i64] {
+            &[1]
+        }
+        fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+            Ok(obs.shallow_clone())
+        }
+        fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
+            assert!(
+                actions.max().double_value(&[]) <= 100.0,
+                "fragile model: action too large"
+            );
+            Ok(actions
+                .f_cumsum(1, Kind::Float)?
+                .f_add(&z0.f_unsqueeze(1)?)?)
+        }
+    }
+
+    #[test]
+    fn a_panicking_group_is_an_error_and_the_workers_live_on() {
+        let par = ParallelRollout::new(Arc::new(Fragile), 2)
+            .unwrap()
+            .with_min_rows(1);
+        assert_eq!(par.groups(5), vec![(0, 3), (3, 2)]);
+        let z0 = Tensor::zeros([4, 1], (Kind::Float, Device::Cpu));
+        // Candidate 3 lands in the worker's group.
+        let bad = Tensor::from_slice(&[0.0f32, 1.0, 2.0, 500.0]).view([4, 1, 1]);
+        let err = par.rollout(&z0, &bad).unwrap_err();
+        assert!(err.to_string().contains("panicked"), "{err}");
+        let good = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).view([4, 2, 1]);
+        let out = Vec::<f32>::try_from(par.rollout(&z0, &good).unwrap().reshape([-1])).unwrap();
+        assert_eq!(out, vec![1.0, 3.0, 3.0, 7.0, 5.0, 11.0, 7.0, 15.0]);
     }
 }

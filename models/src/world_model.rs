@@ -28,7 +28,8 @@ pub trait WorldModel: Send + Sync {
     /// Encodes a batch of observations `[B, *obs_shape]` into latents `[B, *latent_shape]`.
     fn encode(&self, obs: &Tensor) -> Result<Tensor>;
     /// Rolls `z0` `[B, *latent_shape]` forward under `actions` `[B, H, A]`, returning
-    /// `[B, H, *latent_shape]`.
+    /// `[B, H, *latent_shape]`. The result is the caller's to read (planners read CPU results
+    /// in place): never a view of state that the model, or another thread, writes later.
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor>;
     /// The flattened latent entries that encode the agent's own state (proprioception), when
     /// the model keeps them apart (a native JEPA trained with proprio fields); `None` (the

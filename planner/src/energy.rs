@@ -323,7 +323,9 @@ impl Energy {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         let d = goal.len();
-        if s == 0 || h == 0 || d == 0 || pred.len() != s * h * d || actions.len() % (s * h) != 0 {
+        let fits = s.checked_mul(h).and_then(|sh| sh.checked_mul(d)) == Some(pred.len());
+        if s == 0 || h == 0 || d == 0 || !fits || actions.is_empty() || actions.len() % (s * h) != 0
+        {
             return Err(PlannerError::Shape(format!(
                 "host energy: {} predicted values, {} actions and a goal of {d} do not fit \
                  {s} candidates × {h} steps",
@@ -562,6 +564,10 @@ mod tests {
             .compute_host(&[0.0; 8], &[0.0; 2], &[0.0; 4], 2, 2, &mut out)
             .unwrap_err();
         assert!(err.to_string().contains("latent_weights has 3"), "{err}");
+        let err = energy
+            .compute_host(&[0.0; 12], &[0.0; 3], &[], 2, 2, &mut out)
+            .unwrap_err();
+        assert!(err.to_string().contains("0 actions"), "{err}");
         // NaN predictions give NaN energies (ranked last by the planners), not a panic.
         let plain = Energy::new(EnergyConfig::default()).unwrap();
         plain

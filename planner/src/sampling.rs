@@ -4,8 +4,8 @@
 //! Candidates live on the host in the normalised action space `u ∈ [-1, 1]` (see
 //! [`ActionBounds`]); each iteration draws them from a seeded ChaCha stream, denormalises them
 //! into one upload buffer, rolls all of them out in a single `model.rollout` call with `z0`
-//! expanded (not copied) to the batch, scores them on the device, and reads back only the `[S]`
-//! energies. The refits (elite mean/std, MPPI weights) are `O(S·H·A)` host loops, small next to
+//! expanded (not copied) to the batch, and scores them: on the host straight from the
+//! rollout's memory for CPU models, else on the device, reading back only the `[S]` energies. The refits (elite mean/std, MPPI weights) are `O(S·H·A)` host loops, small next to
 //! any rollout, which is at least `O(S·H·A·latent)`.
 
 use crate::bounds::ActionBounds;
@@ -144,8 +144,9 @@ fn host_f32(t: &Tensor) -> Result<&[f32]> {
         return Ok(&[]);
     }
     // SAFETY: `t` is a contiguous CPU tensor of `n` f32 values starting at `data_ptr`; the
-    // slice borrows `t`, which keeps the storage alive, and nothing writes to it meanwhile
-    // (the planner holds the only handle to this freshly computed rollout).
+    // slice borrows `t`, which keeps the storage alive. Nothing writes to it meanwhile: it is
+    // a rollout's result, which `WorldModel::rollout` hands over for the caller to read
+    // (never a view of state that the model or other threads write later).
     Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) })
 }
 
@@ -166,6 +167,10 @@ pub(crate) fn download(t: &Tensor) -> Result<Vec<f32>> {
 /// Each energy becomes one `u64` key, its order-preserving bits above its index, so one
 /// unstable integer sort gives the stable order (3× faster than comparing through indices).
 pub(crate) fn rank(energies: &[f32]) -> (Vec<usize>, usize) {
+    debug_assert!(
+        energies.len() <= u32::MAX as usize,
+        "indices are packed into 32 bits"
+    );
     let mut keys: Vec<u64> = energies
         .iter()
         .enumerate()
@@ -205,6 +210,10 @@ pub(crate) fn clip(v: f32, lo: f32, hi: f32) -> f32 {
 pub(crate) fn to_actions(bounds: &ActionBounds, u: &[f32], out: &mut Vec<f32>) {
     const ROWS: usize = 8;
     let a = bounds.dim();
+    out.clear();
+    if a == 0 {
+        return;
+    }
     debug_assert_eq!(u.len() % a, 0, "u holds whole actions");
     let tile = ROWS * a;
     let per_entry =
@@ -213,7 +222,6 @@ pub(crate) fn to_actions(bounds: &ActionBounds, u: &[f32], out: &mut Vec<f32>) {
     let half = per_entry(&|i| bounds.half_range(i));
     let low = per_entry(&|i| bounds.low[i]);
     let high = per_entry(&|i| bounds.high[i]);
-    out.clear();
     out.resize(u.len(), 0.0);
     let body = u.len() / tile * tile;
     for (o, x) in out[..body]

@@ -691,9 +691,11 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         .unwrap_or_else(|p| p.into_inner());
     let replay = Replay::new(model, &z0, &calls, &setup.bounds, s.seed)?;
 
+    // With candidate groups on several threads, a one-thread matmul is no fair reference.
+    let count_flops = setup.jepa.is_some() && setup.rollout_threads == 1;
     let mut matmul = Vec::new();
     let matmul_reps = 3;
-    if setup.jepa.is_some() {
+    if count_flops {
         matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
     }
 
@@ -724,13 +726,13 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         replay.run(model)?;
         rollout_ms.push(ms(t)?);
     }
-    if setup.jepa.is_some() {
+    if count_flops {
         matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
     }
 
     let plan = Timing::of(plan_ms);
     let rollout = Timing::of(rollout_ms);
-    let arithmetic = setup.jepa.as_ref().map(|c| {
+    let arithmetic = setup.jepa.as_ref().filter(|_| count_flops).map(|c| {
         let flops_per_plan = jepa_plan_flops(c, &calls);
         let gflops = flops_per_plan / (plan.median_ms / 1e3) / 1e9;
         let matmul_gflops = percentile(&matmul, 50.0).unwrap_or(f64::NAN);
