@@ -228,41 +228,21 @@ fn bench_plan_bad_inputs_fail_clearly() {
     let out = zplan(&["bench-plan", "--model", "jepa-new", "--obs-shape", "4"]);
     assert!(!out.status.success(), "--obs-shape needs --action-dim");
 
-    let out = zplan(&[
-        "bench-plan",
-        "--model",
-        "jepa-new",
-        "--obs-shape",
-        "4",
-        "--action-dim",
-        "2",
-        "--samples",
-        "10",
-        "--elites",
-        "20",
-    ]);
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(stderr.contains("elites"), "{stderr}");
-
-    let out = zplan(&[
-        "bench-plan",
-        "--model",
-        "jepa-new",
-        "--obs-shape",
-        "4",
-        "--action-dim",
-        "2",
-        "--rollout-threads",
-        "0",
-    ]);
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("--rollout-threads must be at least 1"),
-        "{stderr}"
+    jepa_new_fails_with(&["--samples", "10", "--elites", "20"], "elites");
+    jepa_new_fails_with(
+        &["--rollout-threads", "0"],
+        "--rollout-threads must be at least 1",
     );
-    let out = zplan(&[
+    jepa_new_fails_with(
+        &["--rollout-threads", "2", "--threads", "2"],
+        "leave --threads at 1",
+    );
+}
+
+/// `bench-plan` on fresh JEPA networks (obs 4, action 2) with `extra` flags fails, and its
+/// error mentions `needle`.
+fn jepa_new_fails_with(extra: &[&str], needle: &str) {
+    let mut args = vec![
         "bench-plan",
         "--model",
         "jepa-new",
@@ -270,14 +250,12 @@ fn bench_plan_bad_inputs_fail_clearly() {
         "4",
         "--action-dim",
         "2",
-        "--rollout-threads",
-        "2",
-        "--threads",
-        "2",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = zplan(&args);
     let (_, stderr) = text(&out);
-    assert!(!out.status.success());
-    assert!(stderr.contains("leave --threads at 1"), "{stderr}");
+    assert!(!out.status.success(), "{extra:?} should fail");
+    assert!(stderr.contains(needle), "{stderr}");
 }
 
 #[test]
