@@ -45,8 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seed = 1_000_000 + ep;
         env.reset(seed)?;
         model.reset(seed)?;
-        let goal = env.goal_observation();
-        let start_obs = env.observe();
+        let goal = env.goal_state();
+        let start_obs = env.state();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut mean = vec![0.0f32; horizon * a_dim];
         let mut plan = mean.clone();
@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             cost += if task_energy {
                                 model.distance_to_goal()
                             } else {
-                                let o = model.observe();
+                                let o = model.state();
                                 let w = |i: usize| weights.get(i).copied().unwrap_or(1.0);
                                 o.iter()
                                     .zip(&goal)
@@ -136,7 +136,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "    start [{}]  goal [{}]  end [{}]",
                 short(&start_obs),
                 short(&goal),
-                short(&env.observe())
+                short(&env.state())
             );
         }
     }

@@ -5,6 +5,7 @@ use crate::{EnvSpec, Result, SimError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use zplan_obs::ObsSpec;
 
 /// An axis-aligned rectangle positions are drawn from, uniformly.
 ///
@@ -68,17 +69,17 @@ pub(crate) fn clip_action(spec: &EnvSpec, action: &[f32], out: &mut [f32]) -> Re
 
 /// Rejects a wrongly sized or non-finite state vector for `set_state`.
 pub(crate) fn check_state(spec: &EnvSpec, obs: &[f32]) -> Result<()> {
-    if obs.len() != spec.obs_dim() {
+    if obs.len() != spec.state_dim() {
         return Err(SimError::Dimension {
-            what: "observation",
-            expected: spec.obs_dim(),
+            what: "state",
+            expected: spec.state_dim(),
             got: obs.len(),
         });
     }
     if let Some((index, v)) = obs.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(SimError::InvalidState {
             index,
-            name: spec.obs_names[index].clone(),
+            name: spec.state_names[index].clone(),
             message: format!("must be finite, got {v}"),
         });
     }
@@ -88,7 +89,8 @@ pub(crate) fn check_state(spec: &EnvSpec, obs: &[f32]) -> Result<()> {
 /// A spec with actions bounded to `[-1, 1]` (every scenario scales them to physical units).
 pub(crate) fn spec(
     kind: &str,
-    obs_names: Vec<String>,
+    state_names: Vec<String>,
+    observation: ObsSpec,
     action_dim: usize,
     control_dt: f32,
     substeps: u32,
@@ -96,7 +98,8 @@ pub(crate) fn spec(
 ) -> EnvSpec {
     EnvSpec {
         kind: kind.to_string(),
-        obs_names,
+        state_names,
+        observation,
         action_low: vec![-1.0; action_dim],
         action_high: vec![1.0; action_dim],
         control_dt,
@@ -125,7 +128,9 @@ mod tests {
     use super::*;
 
     fn spec2() -> EnvSpec {
-        spec("t", vec!["a".into(), "b".into()], 2, 0.1, 2, 10)
+        let names: Vec<String> = vec!["a".into(), "b".into()];
+        let obs = ObsSpec::state(names.clone()).unwrap();
+        spec("t", names, obs, 2, 0.1, 2, 10)
     }
 
     #[test]

@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn round_trips_through_ron() {
         let mut tr = TwoRoomsConfig {
-            door_center: Some(0.9),
+            door_center: Some(crate::two_rooms::DoorCenter::Fixed(0.9)),
             ..Default::default()
         };
         tr.walls.push(crate::two_rooms::WallSegment {

@@ -1,15 +1,20 @@
 //! The one trait every scenario implements, and the types it speaks.
 
 use crate::Result;
+use zplan_obs::{ObsSpec, Observation};
 
-/// Static description of a scenario: what the robot observes, what it may command, and the
-/// clocks. Everything a planner or model needs to size its tensors comes from here.
+/// Static description of a scenario: its true state, what the robot observes, what it may
+/// command, and the clocks. Everything a planner or model needs to size its tensors comes
+/// from here.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EnvSpec {
     /// Scenario family, e.g. `"two_rooms"`.
     pub kind: String,
-    /// Name of each observation entry; `obs_names.len()` is the observation size.
-    pub obs_names: Vec<String>,
+    /// Name of each entry of the true simulator state ([`Env::state`]); only the
+    /// simulator-backed model and dataset labels read it.
+    pub state_names: Vec<String>,
+    /// What the robot observes ([`Env::observe`]): named fields with dtype and shape.
+    pub observation: ObsSpec,
     /// Lower bound of each action entry.
     pub action_low: Vec<f32>,
     /// Upper bound of each action entry.
@@ -25,9 +30,9 @@ pub struct EnvSpec {
 }
 
 impl EnvSpec {
-    /// Observation size.
-    pub fn obs_dim(&self) -> usize {
-        self.obs_names.len()
+    /// Size of the true state vector.
+    pub fn state_dim(&self) -> usize {
+        self.state_names.len()
     }
     /// Action size.
     pub fn action_dim(&self) -> usize {
@@ -66,22 +71,31 @@ pub struct Image {
 
 /// A physical scenario in which plans are executed and judged.
 ///
-/// Required: every method but [`Env::set_state`]'s default. Implementations are deterministic:
-/// the same `reset(seed)` followed by the same actions gives bit-identical observations.
+/// Required: every method. Implementations are deterministic: the same `reset(seed)` followed
+/// by the same actions gives bit-identical states and observations.
 ///
-/// The observation is a full state vector (positions and velocities), so the simulator-backed
-/// world model can put a copy of the world into the state an observation describes with
-/// [`Env::set_state`].
+/// Two views of the world are kept apart:
+/// - the **true state** ([`Env::state`], [`Env::goal_state`], [`Env::set_state`]): the
+///   simulator's full dynamic state as a vector, which the simulator-backed world model uses
+///   to put copies of the world into a given state, and datasets store as labels;
+/// - the **observation** ([`Env::observe`], [`Env::goal_observation`]): what the robot's
+///   sensors give, typed by [`EnvSpec::observation`] (a state vector, camera images,
+///   proprioception). Images never show the goal. Planners and learned models only ever see
+///   observations.
 pub trait Env: Send + Sync {
     /// The scenario's static description.
     fn spec(&self) -> &EnvSpec;
     /// Deterministically samples an initial state and a goal from `seed`.
     fn reset(&mut self, seed: u64) -> Result<()>;
-    /// The current observation (`spec().obs_dim()` entries).
-    fn observe(&self) -> Vec<f32>;
-    /// The observation the robot would see in the goal configuration (what goal-conditioned
-    /// world models encode).
-    fn goal_observation(&self) -> Vec<f32>;
+    /// The true simulator state (`spec().state_dim()` entries).
+    fn state(&self) -> Vec<f32>;
+    /// The true state of the goal configuration (zero velocities).
+    fn goal_state(&self) -> Vec<f32>;
+    /// What the robot observes now, with the fields of `spec().observation`.
+    fn observe(&self) -> Observation;
+    /// What the robot would observe in the goal configuration (the goal image, for cameras):
+    /// what goal-conditioned world models encode. Same fields as [`Env::observe`].
+    fn goal_observation(&self) -> Observation;
     /// Advances one control period. A non-finite action is an error and leaves the state
     /// unchanged; out-of-bounds entries are clipped and counted.
     fn step(&mut self, action: &[f32]) -> Result<StepInfo>;
@@ -97,9 +111,10 @@ pub trait Env: Send + Sync {
     fn snapshot(&self) -> Snapshot;
     /// Restores a snapshot taken from an environment built from the same config.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
-    /// Puts the world into the state that `obs` describes (goal unchanged).
-    fn set_state(&mut self, obs: &[f32]) -> Result<()>;
-    /// Renders the scene top-down (walls, bodies, goal marker).
+    /// Puts the world into the true state `state` (goal unchanged).
+    fn set_state(&mut self, state: &[f32]) -> Result<()>;
+    /// Renders the scene top-down for people (walls, bodies, and the goal marker, which
+    /// observation images never show): filmstrips and docs.
     fn render(&self, width: u32, height: u32) -> Image;
     /// A fresh, independent copy in the same state.
     fn boxed_clone(&self) -> Box<dyn Env>;

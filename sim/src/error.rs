@@ -57,10 +57,10 @@ pub enum SimError {
         /// What is wrong with it.
         message: String,
     },
-    /// An action or observation slice has the wrong length.
+    /// An action or state slice has the wrong length.
     #[error("{what} has {got} entries, expected {expected}")]
     Dimension {
-        /// `"action"` or `"observation"`.
+        /// `"action"` or `"state"`.
         what: &'static str,
         /// Length the scenario's spec requires.
         expected: usize,
@@ -80,7 +80,7 @@ pub enum SimError {
     InvalidState {
         /// Index in the observation vector.
         index: usize,
-        /// Its name in [`crate::EnvSpec::obs_names`].
+        /// Its name in [`crate::EnvSpec::state_names`].
         name: String,
         /// What is wrong with it.
         message: String,

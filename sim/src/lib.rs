@@ -1,18 +1,22 @@
 //! zplan-sim: Rapier physics scenarios in which zplan's plans are executed and judged.
 //!
-//! Every scenario implements [`Env`]: a deterministic, seedable, planar world seen from above,
-//! whose observation is its full state (so a simulator-backed world model can
-//! [`Env::set_state`] copies of it), with a goal given as the observation of the goal
-//! configuration ([`Env::goal_observation`]). Scenarios are described by [`ScenarioConfig`],
-//! read from RON files whose errors name the file, line, column and field.
+//! Every scenario implements [`Env`]: a deterministic, seedable, planar world seen from above.
+//! Its true state ([`Env::state`], which a simulator-backed world model can [`Env::set_state`]
+//! copies of the world into) is kept apart from what the robot observes ([`Env::observe`]):
+//! typed fields chosen by the scenario file's `observation:` ([`ObservationConfig`]) — the
+//! state vector, an anti-aliased camera image without any goal marker, proprioception. The
+//! goal is given as the observation of the goal configuration ([`Env::goal_observation`]: for
+//! cameras, the goal image). Scenarios are described by [`ScenarioConfig`], read from RON
+//! files whose errors name the file, line, column and field.
 //!
-//! | family | file syntax | robot | action (all in `[-1, 1]`) | observation |
-//! |---|---|---|---|---|
-//! | [`two_rooms`] | `TwoRooms(..)` | point mass between walls | 2-D velocity | `x, y, vx, vy` |
-//! | [`reach`] | `Reach(..)` | planar N-link arm (multibody) | joint velocities | `cos q, sin q, qdot` per joint, `ee_x, ee_y` |
-//! | [`push`] | `Push(..)` | pusher and a box or T block | 2-D pusher velocity | pusher `x, y, vx, vy`, block `x, y, cos, sin, vx, vy, yaw rate` |
+//! | family | file syntax | robot | action (all in `[-1, 1]`) | state | proprio |
+//! |---|---|---|---|---|---|
+//! | [`two_rooms`] | `TwoRooms(..)` | point mass between walls | 2-D velocity | `x, y, vx, vy` (+ `door_y` for a moving door) | none |
+//! | [`reach`] | `Reach(..)` | planar N-link arm (multibody) | joint velocities | `cos q, sin q, qdot` per joint, `ee_x, ee_y` | the joint entries |
+//! | [`push`] | `Push(..)` | pusher and a box or T block | 2-D pusher velocity | pusher `x, y, vx, vy`, block `x, y, cos, sin, vx, vy, yaw rate` | the pusher entries |
 //!
-//! Determinism: the same `reset(seed)` and the same actions give bit-identical observations,
+//! Determinism: the same `reset(seed)` and the same actions give bit-identical states and
+//! observations (images included),
 //! and [`Env::snapshot`]/[`Env::restore`] continue bit-identically (the snapshot holds every
 //! Rapier structure with state: bodies, colliders, joints, islands, broad and narrow phase).
 //!
@@ -24,13 +28,15 @@
 //! let config = ScenarioConfig::from_ron_str("TwoRooms(door_width: 0.7, max_steps: 150)", "inline")?;
 //! let mut env = config.build()?;
 //! env.reset(42)?;
-//! let start = env.observe();
-//! assert_eq!(start.len(), env.spec().obs_dim());
+//! let start = env.state();
+//! assert_eq!(start.len(), env.spec().state_dim());
+//! // Without an `observation:` field the robot observes the state vector.
+//! assert_eq!(env.observe().f32("state"), Some(&start[..]));
 //!
 //! // Head right at full speed for one control period.
 //! let info = env.step(&[1.0, 0.0])?;
 //! assert_eq!(info.clipped, 0);
-//! let after = env.observe();
+//! let after = env.state();
 //! approx::assert_relative_eq!(after[0] - start[0], env.spec().control_dt * 1.0, epsilon = 1e-3);
 //!
 //! // Out-of-bounds entries are clipped and counted; non-finite ones are refused.
@@ -65,11 +71,13 @@
 // the negated form rejects it, where `if x <= lo` would let it through.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+mod camera;
 mod common;
 mod config;
 pub mod env;
 mod error;
 mod geometry;
+pub mod observation;
 pub mod physics;
 pub mod push;
 pub mod reach;
@@ -80,12 +88,14 @@ pub mod two_rooms;
 mod validate;
 
 pub use common::Region;
+pub use observation::{ImageConfig, ObservationConfig};
+pub use zplan_obs::{self as obs, Dtype, FieldData, FieldSpec, ObsSpec, Observation};
 pub use config::{Scenario, ScenarioConfig};
 pub use env::{Env, EnvSpec, Image, Snapshot, StepInfo};
 pub use error::{Result, SimError};
 pub use push::{BlockShape, GoalPusher, Push, PushConfig};
 pub use reach::{Reach, ReachConfig};
-pub use two_rooms::{TwoRooms, TwoRoomsConfig, WallSegment};
+pub use two_rooms::{DoorCenter, TwoRooms, TwoRoomsConfig, WallSegment};
 
 /// The Rapier version this crate simulates with, re-exported so benchmarks and tools can step
 /// [`physics::clone_world`] copies of a scenario's world with exactly the same engine.

@@ -18,6 +18,8 @@
 //! position within `position_tolerance` and yaw within `yaw_tolerance` of the goal.
 //! `distance_to_goal` = position error + `yaw_scale` x |yaw error|.
 
+use crate::camera::Camera;
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::common::{self, Counters, Region};
 use crate::config::Scenario;
 use crate::geometry::{wrap_angle, Rect};
@@ -31,6 +33,7 @@ use rapier3d::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::f32::consts::PI;
 use std::sync::Arc;
+use zplan_obs::Observation;
 
 /// Gap (metres) kept between sampled pusher positions and the block.
 const MARGIN: f32 = 0.02;
@@ -140,6 +143,10 @@ pub struct PushConfig {
     /// without velocities, distances between observations are pure pose distances (a moving
     /// block is not penalised for its nonzero velocity against the goal's zero). Default true.
     pub observe_velocity: bool,
+    /// What the robot observes. Default: the state vector only. Proprioception is the
+    /// pusher's position (and velocity, with `observe_velocity`).
+    #[serde(skip_serializing_if = "ObservationConfig::is_default")]
+    pub observation: ObservationConfig,
 }
 
 impl Default for PushConfig {
@@ -172,6 +179,7 @@ impl Default for PushConfig {
             substeps: 5,
             max_steps: 150,
             observe_velocity: true,
+            observation: ObservationConfig::default(),
         }
     }
 }
@@ -204,6 +212,20 @@ impl PushConfig {
             .flat_map(|r| r.corners())
             .map(|c| c[0].hypot(c[1]))
             .fold(0.0, f32::max)
+    }
+}
+
+impl PushConfig {
+    /// Names of the pusher's own state: its position, and velocity with `observe_velocity`.
+    fn proprio_names(&self) -> Vec<String> {
+        let n = if self.observe_velocity { 4 } else { 2 };
+        FULL_NAMES[..n].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The camera's view: the arena and a thin margin of its surroundings.
+    fn view(&self) -> [f32; 4] {
+        let m = self.arena * 1.02;
+        [-m, -m, m, m]
     }
 }
 
@@ -308,6 +330,7 @@ impl Scenario for PushConfig {
                 ),
             ));
         }
+        self.observation.validate(Some(&self.proprio_names()))?;
         Ok(())
     }
 
@@ -317,10 +340,12 @@ impl Scenario for PushConfig {
         } else {
             POSE_INDICES.iter().map(|&i| FULL_NAMES[i]).collect()
         };
-        let names = names.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let observation = self.observation.spec(&names, Some(&self.proprio_names()));
         common::spec(
             Self::KIND,
             names,
+            observation,
             2,
             self.control_dt,
             self.substeps,
@@ -338,6 +363,8 @@ struct Layout {
     config: PushConfig,
     parts: Vec<Rect>,
     pristine: WorldState,
+    /// The observation camera and its background (arena floor and surroundings).
+    camera: Option<(Camera, Vec<u8>)>,
 }
 
 /// A planar pose.
@@ -360,6 +387,8 @@ pub struct Push {
     pusher_goal: [f32; 2],
     counters: Counters,
     action: [f32; 2],
+    /// Recent pusher positions and block poses, for the frames of an image observation.
+    history: History<([f32; 2], Pose2)>,
 }
 
 #[derive(Clone)]
@@ -370,6 +399,7 @@ struct PushSnapshot {
     pusher_start: [f32; 2],
     pusher_goal: [f32; 2],
     counters: Counters,
+    history: History<([f32; 2], Pose2)>,
 }
 
 impl Push {
@@ -428,12 +458,23 @@ impl Push {
             &mut world.bodies,
         );
         let pristine = WorldState::capture(&world);
+        let camera = config.observation.camera(config.view()).map(|cam| {
+            let a = config.arena;
+            let floor = Rect::aabb(-a, -a, a, a);
+            (cam, cam.background(palette::WALL, &[floor], palette::FLOOR))
+        });
+        let history = History::new(
+            config.observation.history(),
+            (pusher_start, Pose2::default()),
+        );
         Ok(Push {
             layout: Arc::new(Layout {
                 config,
                 parts,
                 pristine,
+                camera,
             }),
+            history,
             spec,
             world,
             pusher,
@@ -526,6 +567,12 @@ impl Push {
         }
     }
 
+    /// The proprioceptive part of a state vector: the pusher's entries (the first 2 or 4).
+    fn proprio(&self, state: &[f32]) -> Vec<f32> {
+        let n = if self.layout.config.observe_velocity { 4 } else { 2 };
+        state[..n].to_vec()
+    }
+
     /// The full 11-value state from an observation (zero velocities where not observed).
     fn unproject(&self, obs: &[f32]) -> Vec<f32> {
         if self.layout.config.observe_velocity {
@@ -556,6 +603,28 @@ impl Push {
         );
         rb.set_linvel(Vector::new(block_vel[0], block_vel[1], 0.0), true);
         rb.set_angvel(Vector::new(0.0, 0.0, block_vel[2]), true);
+        let pose = self.poses();
+        self.history.fill(pose);
+    }
+
+    /// The pusher position and block pose now (what a camera frame shows).
+    fn poses(&self) -> ([f32; 2], Pose2) {
+        let p = self.world.bodies[self.pusher].translation();
+        ([p.x, p.y], self.block_pose2())
+    }
+
+    /// Camera frames of the scene at `poses` (oldest first), channel-stacked.
+    fn frames(&self, poses: &[([f32; 2], Pose2)]) -> Vec<u8> {
+        let Some((cam, bg)) = &self.layout.camera else {
+            return Vec::new();
+        };
+        let r = self.layout.config.pusher_radius;
+        stack_frames(bg, poses, |f, (p, b)| {
+            for part in &placed(&self.layout.parts, b.x, b.y, b.yaw) {
+                cam.rect(f, part, palette::OBJECT);
+            }
+            cam.disc(f, *p, r, palette::PUSHER);
+        })
     }
 
     /// Samples the block's start and goal poses, the pusher's start and its goal position.
@@ -633,7 +702,24 @@ impl Env for Push {
         Ok(())
     }
 
-    fn observe(&self) -> Vec<f32> {
+    fn observe(&self) -> Observation {
+        self.layout.config.observation.assemble(
+            || self.state(),
+            || self.frames(self.history.poses()),
+            || self.proprio(&self.state()),
+        )
+    }
+
+    fn goal_observation(&self) -> Observation {
+        let k = self.history.poses().len();
+        self.layout.config.observation.assemble(
+            || self.goal_state(),
+            || self.frames(&vec![(self.pusher_goal, self.goal); k]),
+            || self.proprio(&self.goal_state()),
+        )
+    }
+
+    fn state(&self) -> Vec<f32> {
         let p = &self.world.bodies[self.pusher];
         let b = &self.world.bodies[self.block];
         let (pt, pv) = (p.translation(), p.linvel());
@@ -655,7 +741,7 @@ impl Env for Push {
         ])
     }
 
-    fn goal_observation(&self) -> Vec<f32> {
+    fn goal_state(&self) -> Vec<f32> {
         let g = self.goal;
         let s = self.pusher_goal;
         self.project(vec![
@@ -682,6 +768,10 @@ impl Env for Push {
             self.world.step();
         }
         self.counters.record(clipped);
+        if self.layout.camera.is_some() {
+            let pose = self.poses();
+            self.history.push(pose);
+        }
         Ok(StepInfo { clipped })
     }
 
@@ -714,6 +804,7 @@ impl Env for Push {
             pusher_start: self.pusher_start,
             pusher_goal: self.pusher_goal,
             counters: self.counters,
+            history: self.history.clone(),
         }))
     }
 
@@ -732,6 +823,7 @@ impl Env for Push {
         self.pusher_start = s.pusher_start;
         self.pusher_goal = s.pusher_goal;
         self.counters = s.counters;
+        self.history.clone_from(&s.history);
         Ok(())
     }
 
@@ -747,7 +839,7 @@ impl Env for Push {
         if !(c.hypot(s) > 1e-6) {
             return Err(SimError::InvalidState {
                 index: cos_index,
-                name: self.spec.obs_names[cos_index].clone(),
+                name: self.spec.state_names[cos_index].clone(),
                 message: format!("(cos, sin) = ({c}, {s}) has no direction"),
             });
         }
@@ -800,6 +892,7 @@ impl Env for Push {
             pusher_goal: self.pusher_goal,
             counters: self.counters,
             action: self.action,
+            history: self.history.clone(),
         })
     }
 }
@@ -843,14 +936,14 @@ mod tests {
             for _ in 0..3 {
                 e.step(&[0.0, 0.0]).unwrap();
             }
-            let o = e.observe();
+            let o = e.state();
             assert_relative_eq!(o[4], 0.0, epsilon = 1e-3);
             let z = e.world.bodies[e.block].translation().z;
             assert_relative_eq!(z, e.config().block_height * 0.5, epsilon = 5e-3);
             for _ in 0..10 {
                 e.step(&[1.0, 0.0]).unwrap();
             }
-            let o = e.observe();
+            let o = e.state();
             assert!(o[4] > 0.2, "{shape:?}: block did not move: {o:?}");
             assert!(
                 o[0] < o[4],
@@ -860,7 +953,7 @@ mod tests {
             for _ in 0..5 {
                 e.step(&[-1.0, 0.0]).unwrap();
             }
-            let o = e.observe();
+            let o = e.state();
             assert!(o[8].abs() < 1e-2, "{shape:?}: block still sliding: {o:?}");
         }
     }
@@ -868,7 +961,7 @@ mod tests {
     #[test]
     fn success_predicate() {
         let mut e = env(BlockShape::Box);
-        let g = e.goal_observation();
+        let g = e.goal_state();
         e.set_state(&g).unwrap();
         assert!(e.success(), "{}", e.distance_to_goal());
         let [gx, gy, gyaw] = e.goal_pose();
@@ -899,19 +992,19 @@ mod tests {
         })
         .unwrap();
         pose.reset(11).unwrap();
-        assert_eq!(pose.spec().obs_dim(), 6);
-        assert_eq!(pose.spec().obs_names[2], "block_x");
+        assert_eq!(pose.spec().state_dim(), 6);
+        assert_eq!(pose.spec().state_names[2], "block_x");
         let keep = |o: &[f32]| POSE_INDICES.iter().map(|&i| o[i]).collect::<Vec<_>>();
-        assert_eq!(pose.goal_observation(), keep(&full.goal_observation()));
+        assert_eq!(pose.goal_state(), keep(&full.goal_state()));
         for _ in 0..8 {
             full.step(&[0.7, -0.3]).unwrap();
             pose.step(&[0.7, -0.3]).unwrap();
-            assert_eq!(pose.observe(), keep(&full.observe()));
+            assert_eq!(pose.state(), keep(&full.state()));
         }
         // set_state takes the 6 values and zeroes the velocities.
-        let o = pose.observe();
+        let o = pose.state();
         pose.set_state(&o).unwrap();
-        assert_eq!(pose.observe(), o);
+        assert_eq!(pose.state(), o);
         let err = pose.set_state(&[0.0; 11]).unwrap_err().to_string();
         assert!(err.contains('6'), "{err}");
         let err = pose.set_state(&[0.0; 6]).unwrap_err().to_string();

@@ -12,7 +12,9 @@
 //! observation at `q_goal` with zero velocities. Success: end effector within `goal_radius` of
 //! the target.
 
+use crate::camera::Camera;
 use crate::common::{self, Counters};
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::config::Scenario;
 use crate::physics::{clone_world, new_world, WorldState};
 use crate::render::{palette, Canvas};
@@ -23,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rapier3d::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use zplan_obs::Observation;
 
 /// Most links an arm may have.
 pub const MAX_LINKS: u32 = 16;
@@ -67,6 +70,10 @@ pub struct ReachConfig {
     pub substeps: u32,
     /// Episode step limit. Default 100.
     pub max_steps: u32,
+    /// What the robot observes. Default: the state vector only. Proprioception is the
+    /// joint part of the state (`cos q, sin q, qdot` per joint).
+    #[serde(skip_serializing_if = "ObservationConfig::is_default")]
+    pub observation: ObservationConfig,
 }
 
 impl Default for ReachConfig {
@@ -87,6 +94,7 @@ impl Default for ReachConfig {
             control_dt: 0.1,
             substeps: 4,
             max_steps: 100,
+            observation: ObservationConfig::default(),
         }
     }
 }
@@ -98,6 +106,26 @@ impl ReachConfig {
             Some(l) => l.clone(),
             None => vec![self.link_length; self.links as usize],
         }
+    }
+}
+
+impl ReachConfig {
+    /// Names of the joint part of the state: `cos_q{i}, sin_q{i}, qdot{i}` per joint.
+    fn proprio_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(3 * self.links as usize);
+        for i in 0..self.links {
+            names.push(format!("cos_q{i}"));
+            names.push(format!("sin_q{i}"));
+            names.push(format!("qdot{i}"));
+        }
+        names
+    }
+
+    /// The camera's view: the workspace disc with a margin.
+    fn view(&self) -> [f32; 4] {
+        let reach: f32 = self.lengths().iter().sum();
+        let m = reach * 1.08 + self.link_radius;
+        [-m, -m, m, m]
     }
 }
 
@@ -183,21 +211,19 @@ impl Scenario for ReachConfig {
                 ));
             }
         }
+        self.observation.validate(Some(&self.proprio_names()))?;
         Ok(())
     }
 
     fn spec(&self) -> EnvSpec {
-        let mut names = Vec::with_capacity(3 * self.links as usize + 2);
-        for i in 0..self.links {
-            names.push(format!("cos_q{i}"));
-            names.push(format!("sin_q{i}"));
-            names.push(format!("qdot{i}"));
-        }
+        let mut names = self.proprio_names();
         names.push("ee_x".into());
         names.push("ee_y".into());
+        let observation = self.observation.spec(&names, Some(&self.proprio_names()));
         common::spec(
             Self::KIND,
             names,
+            observation,
             self.links as usize,
             self.control_dt,
             self.substeps,
@@ -215,6 +241,8 @@ struct Layout {
     config: ReachConfig,
     lengths: Vec<f32>,
     pristine: WorldState,
+    /// The observation camera and its background (floor, base), if images are observed.
+    camera: Option<(Camera, Vec<u8>)>,
 }
 
 /// The reach environment. Build it from a [`ReachConfig`].
@@ -230,6 +258,8 @@ pub struct Reach {
     target: [f32; 2],
     counters: Counters,
     action: Vec<f32>,
+    /// Recent joint angles, for the frames of an image observation.
+    history: History<Vec<f32>>,
 }
 
 #[derive(Clone)]
@@ -239,6 +269,7 @@ struct ReachSnapshot {
     q_goal: Vec<f32>,
     target: [f32; 2],
     counters: Counters,
+    history: History<Vec<f32>>,
 }
 
 impl Reach {
@@ -302,12 +333,20 @@ impl Reach {
         let n = lengths.len();
         let q_goal = vec![0.0; n];
         let target = forward_kinematics(&lengths, &q_goal);
+        let camera = config.observation.camera(config.view()).map(|cam| {
+            let mut bg = cam.fill(palette::FLOOR);
+            cam.disc(&mut bg, [0.0, 0.0], config.link_radius * 2.0, palette::WALL);
+            (cam, bg)
+        });
+        let history = History::new(config.observation.history(), vec![0.0; n]);
         Ok(Reach {
             layout: Arc::new(Layout {
                 config,
                 lengths,
                 pristine,
+                camera,
             }),
+            history,
             spec,
             world,
             joints,
@@ -420,6 +459,36 @@ impl Reach {
         }
     }
 
+    /// Camera frames of the arm at joint angles `poses` (oldest first), channel-stacked.
+    fn frames(&self, poses: &[Vec<f32>]) -> Vec<u8> {
+        let Some((cam, bg)) = &self.layout.camera else {
+            return Vec::new();
+        };
+        let r = self.layout.config.link_radius;
+        stack_frames(bg, poses, |f, q| {
+            let (mut p, mut theta) = ([0.0f32, 0.0f32], 0.0f32);
+            for (l, qi) in self.layout.lengths.iter().zip(q) {
+                theta += qi;
+                let next = [p[0] + l * theta.cos(), p[1] + l * theta.sin()];
+                cam.capsule(f, p, next, r, palette::LINK);
+                cam.disc(f, p, r * 1.2, palette::JOINT);
+                p = next;
+            }
+            cam.disc(f, p, r * 1.2, palette::JOINT);
+        })
+    }
+
+    /// The joint part of the state vector for angles `q` and velocities `qd`.
+    fn proprio(q: &[f32], qd: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(3 * q.len());
+        for (qi, qdi) in q.iter().zip(qd) {
+            out.push(qi.cos());
+            out.push(qi.sin());
+            out.push(*qdi);
+        }
+        out
+    }
+
     fn fill_obs(&self, q: &[f32], qd: &[f32], out: &mut Vec<f32>) {
         for (qi, qdi) in q.iter().zip(qd) {
             out.push(qi.cos());
@@ -466,21 +535,44 @@ impl Env for Reach {
         let layout = self.layout.clone();
         layout.pristine.apply(&mut self.world);
         self.set_joints(&q0, &vec![0.0; n]);
+        self.history.fill(q0);
         self.q_goal = qg;
         self.target = target;
         self.counters = Counters::default();
         Ok(())
     }
 
-    fn observe(&self) -> Vec<f32> {
+    fn state(&self) -> Vec<f32> {
         let (q, qd) = self.joint_state();
-        let mut out = Vec::with_capacity(self.spec.obs_dim());
+        let mut out = Vec::with_capacity(self.spec.state_dim());
         self.fill_obs(&q, &qd, &mut out);
         out
     }
 
-    fn goal_observation(&self) -> Vec<f32> {
-        let mut out = Vec::with_capacity(self.spec.obs_dim());
+    fn observe(&self) -> Observation {
+        let obs = &self.layout.config.observation;
+        obs.assemble(
+            || self.state(),
+            || self.frames(self.history.poses()),
+            || {
+                let (q, qd) = self.joint_state();
+                Self::proprio(&q, &qd)
+            },
+        )
+    }
+
+    fn goal_observation(&self) -> Observation {
+        let k = self.history.poses().len();
+        let zeros = vec![0.0; self.q_goal.len()];
+        self.layout.config.observation.assemble(
+            || self.goal_state(),
+            || self.frames(&vec![self.q_goal.clone(); k]),
+            || Self::proprio(&self.q_goal, &zeros),
+        )
+    }
+
+    fn goal_state(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.spec.state_dim());
         self.fill_obs(&self.q_goal, &vec![0.0; self.q_goal.len()], &mut out);
         out
     }
@@ -503,6 +595,10 @@ impl Env for Reach {
             self.world.step();
         }
         self.counters.record(clipped);
+        if self.layout.camera.is_some() {
+            let (q, _) = self.joint_state();
+            self.history.push(q);
+        }
         Ok(StepInfo { clipped })
     }
 
@@ -530,6 +626,7 @@ impl Env for Reach {
             q_goal: self.q_goal.clone(),
             target: self.target,
             counters: self.counters,
+            history: self.history.clone(),
         }))
     }
 
@@ -547,6 +644,7 @@ impl Env for Reach {
         self.q_goal.clone_from(&s.q_goal);
         self.target = s.target;
         self.counters = s.counters;
+        self.history.clone_from(&s.history);
         Ok(())
     }
 
@@ -560,7 +658,7 @@ impl Env for Reach {
             if !(c.hypot(s) > 1e-6) {
                 return Err(SimError::InvalidState {
                     index: 3 * k,
-                    name: self.spec.obs_names[3 * k].clone(),
+                    name: self.spec.state_names[3 * k].clone(),
                     message: format!("(cos, sin) = ({c}, {s}) has no direction"),
                 });
             }
@@ -568,6 +666,7 @@ impl Env for Reach {
             qd.push(obs[3 * k + 2]);
         }
         self.set_joints(&q, &qd);
+        self.history.fill(q);
         Ok(())
     }
 
@@ -609,6 +708,7 @@ impl Env for Reach {
             target: self.target,
             counters: self.counters,
             action: self.action.clone(),
+            history: self.history.clone(),
         })
     }
 }
@@ -627,9 +727,9 @@ mod tests {
     #[test]
     fn spec_layout() {
         let s = ReachConfig::default().spec();
-        assert_eq!(s.obs_dim(), 11);
-        assert_eq!(s.obs_names[0..3], ["cos_q0", "sin_q0", "qdot0"]);
-        assert_eq!(s.obs_names[9..], ["ee_x", "ee_y"]);
+        assert_eq!(s.state_dim(), 11);
+        assert_eq!(s.state_names[0..3], ["cos_q0", "sin_q0", "qdot0"]);
+        assert_eq!(s.state_names[9..], ["ee_x", "ee_y"]);
         assert_eq!(s.action_dim(), 3);
     }
 
@@ -677,7 +777,7 @@ mod tests {
     #[test]
     fn success_predicate_and_goal_observation() {
         let mut e = env();
-        let g = e.goal_observation();
+        let g = e.goal_state();
         assert_eq!(g.len(), 11);
         assert_relative_eq!(g[9], e.target()[0], epsilon = 1e-6);
         e.set_state(&g).unwrap();

@@ -9,10 +9,15 @@
 //! velocity before each physics substep; contacts with the (frictionless) walls then remove the
 //! component that would enter a wall, so the ball slides along walls instead of sticking.
 //!
-//! Observation: `[x, y, vx, vy]` (or `[x, y]` with `observe_velocity: false`). Goal observation: `[gx, gy, 0, 0]` (or `[gx, gy]`). Success: the ball centre
-//! within `goal_radius` of the goal.
+//! State: `[x, y, vx, vy]` (or `[x, y]` with `observe_velocity: false`), plus `door_y` when
+//! the door moves per episode (`door_center: Range(lo, hi)`); goal state `[gx, gy, 0, 0]`.
+//! Observation ([`ObservationConfig`]): the state vector without `door_y` (field `state`),
+//! and/or a top-down camera image of walls and ball (field `image`; no goal marker). The
+//! robot has no proprioception. Success: the ball centre within `goal_radius` of the goal.
 
+use crate::camera::Camera;
 use crate::common::{self, Counters, Region};
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::config::Scenario;
 use crate::geometry::{clearance, Grid, Rect};
 use crate::physics::{clone_world, new_world, WorldState};
@@ -23,7 +28,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rapier3d::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use zplan_obs::Observation;
 
 /// Extra clearance (metres) kept between sampled positions and walls.
 const MARGIN: f32 = 0.02;
@@ -61,9 +67,11 @@ pub struct TwoRoomsConfig {
     pub wall_thickness: f32,
     /// Width of the door in the dividing wall, metres. Default 0.8 (the ball's diameter is 0.2).
     pub door_width: f32,
-    /// y of the door's centre; default: the middle of the dividing wall.
+    /// y of the door's centre: a number (`door_center: 1.2`), or `Range(lo, hi)` to draw it
+    /// uniformly per episode (visible in camera images, absent from the observed state
+    /// vector; the true state then ends with `door_y`). Default: the middle of the wall.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub door_center: Option<f32>,
+    pub door_center: Option<DoorCenter>,
     /// Extra wall segments inside the arena (mazes). Default none.
     pub walls: Vec<WallSegment>,
     /// Radius of the ball in metres. Default 0.1.
@@ -89,6 +97,97 @@ pub struct TwoRoomsConfig {
     /// state either way; without velocity, distances between observations are pure position
     /// distances (no zero-velocity trap against walls). Default true.
     pub observe_velocity: bool,
+    /// What the robot observes. Default: the state vector only.
+    #[serde(skip_serializing_if = "ObservationConfig::is_default")]
+    pub observation: ObservationConfig,
+}
+
+/// Where the door is: fixed, or drawn per episode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DoorCenter {
+    /// Always at this y (metres).
+    Fixed(f32),
+    /// Drawn uniformly from `[lo, hi]` at every reset.
+    Range(f32, f32),
+}
+
+impl Serialize for DoorCenter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTupleVariant;
+        match *self {
+            // A plain number, as files wrote the door before ranges existed.
+            DoorCenter::Fixed(v) => s.serialize_f32(v),
+            DoorCenter::Range(lo, hi) => {
+                let mut t = s.serialize_tuple_variant("DoorCenter", 1, "Range", 2)?;
+                t.serialize_field(&lo)?;
+                t.serialize_field(&hi)?;
+                t.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DoorCenter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DoorCenter;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number (metres) or `Range(lo, hi)`")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<DoorCenter, E> {
+                Ok(DoorCenter::Fixed(v as f32))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<DoorCenter, E> {
+                Ok(DoorCenter::Fixed(v as f32))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<DoorCenter, E> {
+                Ok(DoorCenter::Fixed(v as f32))
+            }
+            fn visit_some<D2: serde::Deserializer<'de>>(
+                self,
+                d: D2,
+            ) -> std::result::Result<DoorCenter, D2::Error> {
+                DoorCenter::deserialize(d)
+            }
+            // RON `Range(0.4, 1.6)` arrives as a sequence of its two bounds.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<DoorCenter, A::Error> {
+                use serde::de::Error;
+                let lo: f32 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &"Range(lo, hi)"))?;
+                let hi: f32 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &"Range(lo, hi)"))?;
+                if seq.next_element::<f32>()?.is_some() {
+                    return Err(A::Error::invalid_length(3, &"Range(lo, hi)"));
+                }
+                Ok(DoorCenter::Range(lo, hi))
+            }
+            // JSON `{"Range": [0.4, 1.6]}` (how the range is serialised there).
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<DoorCenter, A::Error> {
+                use serde::de::Error;
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| A::Error::custom("expected `Range`"))?;
+                match key.as_str() {
+                    "Range" => {
+                        let (lo, hi): (f32, f32) = map.next_value()?;
+                        Ok(DoorCenter::Range(lo, hi))
+                    }
+                    "Fixed" => Ok(DoorCenter::Fixed(map.next_value()?)),
+                    other => Err(A::Error::unknown_variant(other, &["Range", "Fixed"])),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for TwoRoomsConfig {
@@ -115,13 +214,45 @@ impl Default for TwoRoomsConfig {
             substeps: 2,
             max_steps: 120,
             observe_velocity: true,
+            observation: ObservationConfig::default(),
         }
     }
 }
 
 impl TwoRoomsConfig {
+    /// The door's centre when it does not move, else the middle of its range.
     fn door_center(&self) -> f32 {
-        self.door_center.unwrap_or(self.room_height * 0.5)
+        match self.door_center {
+            None => self.room_height * 0.5,
+            Some(DoorCenter::Fixed(c)) => c,
+            Some(DoorCenter::Range(lo, hi)) => (lo + hi) * 0.5,
+        }
+    }
+
+    /// Whether the door is drawn per episode.
+    fn moving_door(&self) -> bool {
+        matches!(self.door_center, Some(DoorCenter::Range(..)))
+    }
+
+    /// This config with the door fixed at `y`.
+    fn with_door(&self, y: f32) -> TwoRoomsConfig {
+        TwoRoomsConfig {
+            door_center: Some(DoorCenter::Fixed(y)),
+            ..self.clone()
+        }
+    }
+
+    /// Names of the observed state vector (`x, y[, vx, vy]`).
+    fn observed_state_names(&self) -> Vec<String> {
+        let all = ["x", "y", "vx", "vy"];
+        let n = if self.observe_velocity { 4 } else { 2 };
+        all[..n].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The camera's view: the arena with its outer walls.
+    fn view(&self) -> [f32; 4] {
+        let t = self.wall_thickness;
+        [-t, -t, 2.0 * self.room_width + t, self.room_height + t]
     }
 
     /// `[x0, y0, x1, y1]` of the free interior of the arena.
@@ -200,9 +331,22 @@ impl Scenario for TwoRoomsConfig {
                 ),
             ));
         }
-        if let Some(c) = self.door_center {
+        if let Some(DoorCenter::Range(lo, hi)) = self.door_center {
+            if !(lo <= hi) {
+                return Err(SimError::invalid(
+                    "door_center",
+                    format!("Range(lo, hi) needs lo <= hi, got Range({lo}, {hi})"),
+                ));
+            }
+        }
+        if let Some(door) = self.door_center {
             let half = self.door_width * 0.5;
-            if !(c - half >= 0.0 && c + half <= h) {
+            let (lo, hi) = match door {
+                DoorCenter::Fixed(c) => (c, c),
+                DoorCenter::Range(lo, hi) => (lo, hi),
+            };
+            let c = if lo - half >= 0.0 { hi } else { lo };
+            if !(lo - half >= 0.0 && hi + half <= h) {
                 return Err(SimError::invalid(
                     "door_center",
                     format!(
@@ -245,7 +389,46 @@ impl Scenario for TwoRoomsConfig {
         }
         self.start.validate("start", interior)?;
         self.goal.validate("goal", interior)?;
-        // Start and goal regions must contain free positions, connected to each other.
+        self.observation.validate(None)?;
+        // Start and goal regions must contain free positions, connected to each other, for
+        // every door position (checked at both ends and the middle of a range).
+        match self.door_center {
+            Some(DoorCenter::Range(lo, hi)) => {
+                for y in [lo, (lo + hi) * 0.5, hi] {
+                    self.with_door(y).check_regions()?;
+                }
+                Ok(())
+            }
+            _ => self.check_regions(),
+        }
+    }
+
+    fn spec(&self) -> EnvSpec {
+        let observed = self.observed_state_names();
+        let mut names = observed.clone();
+        if self.moving_door() {
+            names.push("door_y".into());
+        }
+        let observation = self.observation.spec(&observed, None);
+        common::spec(
+            Self::KIND,
+            names,
+            observation,
+            2,
+            self.control_dt,
+            self.substeps,
+            self.max_steps,
+        )
+    }
+
+    fn build(&self) -> Result<Box<dyn Env>> {
+        Ok(Box::new(TwoRooms::new(self.clone())?))
+    }
+}
+
+impl TwoRoomsConfig {
+    /// Start and goal regions hold free positions, connected to each other (door fixed).
+    fn check_regions(&self) -> Result<()> {
         let rects = self.wall_rects();
         let grid = self.grid(&rects);
         let starts = grid.components_in(self.start.x, self.start.y);
@@ -276,67 +459,32 @@ impl Scenario for TwoRoomsConfig {
         }
         Ok(())
     }
-
-    fn spec(&self) -> EnvSpec {
-        let all = ["x", "y", "vx", "vy"];
-        let n = if self.observe_velocity { 4 } else { 2 };
-        let names = all[..n].iter().map(|s| s.to_string()).collect();
-        common::spec(
-            Self::KIND,
-            names,
-            2,
-            self.control_dt,
-            self.substeps,
-            self.max_steps,
-        )
-    }
-
-    fn build(&self) -> Result<Box<dyn Env>> {
-        Ok(Box::new(TwoRooms::new(self.clone())?))
-    }
 }
 
-/// Static data shared by clones of one environment.
+/// Static data of one door position, shared by clones of an environment.
 struct Layout {
+    /// The config as given (its door may be a range).
     config: TwoRoomsConfig,
+    /// The door's centre in this layout.
+    door: f32,
     walls: Vec<Rect>,
     grid: Grid,
     /// The world as built, before any reset: what `reset` starts from.
     pristine: WorldState,
-}
-
-/// The two-rooms environment. Build it from a [`TwoRoomsConfig`].
-pub struct TwoRooms {
-    layout: Arc<Layout>,
-    spec: EnvSpec,
-    world: PhysicsWorld,
+    /// Handle of the ball in `pristine`.
     ball: RigidBodyHandle,
-    goal: [f32; 2],
-    counters: Counters,
-    action: [f32; 2],
+    /// The observation camera and its background (floor and walls), if images are observed.
+    camera: Option<(Camera, Vec<u8>)>,
 }
 
-#[derive(Clone)]
-struct TwoRoomsSnapshot {
-    layout: Arc<Layout>,
-    world: WorldState,
-    goal: [f32; 2],
-    counters: Counters,
-}
-
-impl TwoRooms {
-    /// Validates `config` and builds the scene. The ball starts at the centre of the start
-    /// region; call [`Env::reset`] to sample a start and a goal.
-    ///
-    /// # Errors
-    /// Validation errors.
-    pub fn new(config: TwoRoomsConfig) -> Result<Self> {
-        config.validate()?;
-        let spec = config.spec();
-        let walls = config.wall_rects();
-        let grid = config.grid(&walls);
-        let mut world = new_world(Vector::ZERO, spec.physics_dt);
-        let fixed = world.bodies.insert(RigidBodyBuilder::fixed());
+impl Layout {
+    /// Builds the scene of `config` with the door at `door`.
+    fn new(config: &TwoRoomsConfig, door: f32) -> Layout {
+        let fixed = config.with_door(door);
+        let walls = fixed.wall_rects();
+        let grid = fixed.grid(&walls);
+        let mut world = new_world(Vector::ZERO, fixed.control_dt / fixed.substeps as f32);
+        let anchor = world.bodies.insert(RigidBodyBuilder::fixed());
         let half_z = config.ball_radius * 2.0;
         for r in &walls {
             world.colliders.insert_with_parent(
@@ -346,7 +494,7 @@ impl TwoRooms {
                     .friction(0.0)
                     .friction_combine_rule(CoefficientCombineRule::Min)
                     .restitution(0.0),
-                fixed,
+                anchor,
                 &mut world.bodies,
             );
         }
@@ -369,25 +517,103 @@ impl TwoRooms {
             ball,
             &mut world.bodies,
         );
-        let pristine = WorldState::capture(&world);
+        let camera = config.observation.camera(config.view()).map(|cam| {
+            let bg = cam.background(palette::FLOOR, &walls, palette::WALL);
+            (cam, bg)
+        });
+        Layout {
+            config: config.clone(),
+            door,
+            walls,
+            grid,
+            pristine: WorldState::capture(&world),
+            ball,
+            camera,
+        }
+    }
+}
+
+/// The layouts built so far (one per door position; one in all for a fixed door), shared by
+/// clones so that the simulator-backed model's copies find a door's layout without rebuilding.
+struct Layouts {
+    config: TwoRoomsConfig,
+    built: Mutex<Vec<Arc<Layout>>>,
+}
+
+/// Layouts kept per environment family before the oldest are dropped.
+const MAX_LAYOUTS: usize = 64;
+
+impl Layouts {
+    fn get(&self, door: f32) -> Arc<Layout> {
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = built.iter().find(|l| l.door.to_bits() == door.to_bits()) {
+            return l.clone();
+        }
+        let layout = Arc::new(Layout::new(&self.config, door));
+        if built.len() >= MAX_LAYOUTS {
+            built.remove(0);
+        }
+        built.push(layout.clone());
+        layout
+    }
+}
+
+/// The two-rooms environment. Build it from a [`TwoRoomsConfig`].
+pub struct TwoRooms {
+    layouts: Arc<Layouts>,
+    layout: Arc<Layout>,
+    spec: EnvSpec,
+    world: PhysicsWorld,
+    ball: RigidBodyHandle,
+    goal: [f32; 2],
+    counters: Counters,
+    action: [f32; 2],
+    /// Recent ball positions, for the frames of an image observation.
+    history: History<[f32; 2]>,
+}
+
+#[derive(Clone)]
+struct TwoRoomsSnapshot {
+    layout: Arc<Layout>,
+    world: WorldState,
+    goal: [f32; 2],
+    counters: Counters,
+    history: History<[f32; 2]>,
+}
+
+impl TwoRooms {
+    /// Validates `config` and builds the scene. The ball starts at the centre of the start
+    /// region (and a moving door at the middle of its range); call [`Env::reset`] to sample
+    /// a start and a goal.
+    ///
+    /// # Errors
+    /// Validation errors.
+    pub fn new(config: TwoRoomsConfig) -> Result<Self> {
+        config.validate()?;
+        let spec = config.spec();
+        let history = History::new(config.observation.history(), [0.0; 2]);
+        let layouts = Arc::new(Layouts {
+            config: config.clone(),
+            built: Mutex::new(Vec::new()),
+        });
+        let layout = layouts.get(config.door_center());
         let goal = [
             (config.goal.x.0 + config.goal.x.1) * 0.5,
             (config.goal.y.0 + config.goal.y.1) * 0.5,
         ];
-        Ok(TwoRooms {
-            layout: Arc::new(Layout {
-                config,
-                walls,
-                grid,
-                pristine,
-            }),
+        let mut env = TwoRooms {
+            world: layout.pristine.to_world(),
+            ball: layout.ball,
+            layouts,
+            layout,
             spec,
-            world,
-            ball,
             goal,
             counters: Counters::default(),
             action: [0.0; 2],
-        })
+            history,
+        };
+        env.history.fill(env.position());
+        Ok(env)
     }
 
     /// The configuration this environment was built from.
@@ -398,6 +624,11 @@ impl TwoRooms {
     /// The goal position `[x, y]`.
     pub fn goal(&self) -> [f32; 2] {
         self.goal
+    }
+
+    /// The y of the door's centre in the current episode.
+    pub fn door_center(&self) -> f32 {
+        self.layout.door
     }
 
     /// The Rapier world (for inspection and benchmarks; do not add or remove objects).
@@ -433,6 +664,17 @@ impl TwoRooms {
         let rb = &mut self.world.bodies[self.ball];
         rb.set_translation(Vector::new(p[0], p[1], 0.0), true);
         rb.set_linvel(Vector::new(v[0], v[1], 0.0), true);
+        self.history.fill(p);
+    }
+
+    /// Switches to the layout with the door at `door` (the world restarts from its pristine
+    /// state); nothing happens when the door is already there.
+    fn use_door(&mut self, door: f32) {
+        if door.to_bits() != self.layout.door.to_bits() {
+            self.layout = self.layouts.get(door);
+            self.layout.pristine.apply(&mut self.world);
+            self.ball = self.layout.ball;
+        }
     }
 
     fn sample_free(
@@ -448,6 +690,24 @@ impl TwoRooms {
                 && ok(p)
         })
     }
+
+    /// The observed state vector: the true state without `door_y`.
+    fn observed_state(&self, full: Vec<f32>) -> Vec<f32> {
+        let mut v = full;
+        if self.layout.config.moving_door() {
+            v.pop();
+        }
+        v
+    }
+
+    /// Camera frames of the ball at `positions` (oldest first), channel-stacked.
+    fn frames(&self, positions: &[[f32; 2]]) -> Vec<u8> {
+        let Some((cam, bg)) = &self.layout.camera else {
+            return Vec::new();
+        };
+        let r = self.layout.config.ball_radius;
+        stack_frames(bg, positions, |f, p| cam.disc(f, *p, r, palette::AGENT))
+    }
 }
 
 impl Env for TwoRooms {
@@ -457,6 +717,12 @@ impl Env for TwoRooms {
 
     fn reset(&mut self, seed: u64) -> Result<()> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // A moving door is drawn first; a fixed door draws nothing (seeded episodes of fixed
+        // layouts are as they always were).
+        if let Some(DoorCenter::Range(lo, hi)) = self.layout.config.door_center {
+            let door = common::uniform(&mut rng, (lo, hi));
+            self.use_door(door);
+        }
         let cfg = &self.layout.config;
         let start = self
             .sample_free(&mut rng, &cfg.start, |_| true)
@@ -480,22 +746,47 @@ impl Env for TwoRooms {
         Ok(())
     }
 
-    fn observe(&self) -> Vec<f32> {
+    fn state(&self) -> Vec<f32> {
         let rb = &self.world.bodies[self.ball];
         let (t, v) = (rb.translation(), rb.linvel());
-        if self.layout.config.observe_velocity {
+        let mut s = if self.layout.config.observe_velocity {
             vec![t.x, t.y, v.x, v.y]
         } else {
             vec![t.x, t.y]
+        };
+        if self.layout.config.moving_door() {
+            s.push(self.layout.door);
         }
+        s
     }
 
-    fn goal_observation(&self) -> Vec<f32> {
-        if self.layout.config.observe_velocity {
+    fn goal_state(&self) -> Vec<f32> {
+        let mut s = if self.layout.config.observe_velocity {
             vec![self.goal[0], self.goal[1], 0.0, 0.0]
         } else {
             vec![self.goal[0], self.goal[1]]
+        };
+        if self.layout.config.moving_door() {
+            s.push(self.layout.door);
         }
+        s
+    }
+
+    fn observe(&self) -> Observation {
+        self.layout.config.observation.assemble(
+            || self.observed_state(self.state()),
+            || self.frames(self.history.poses()),
+            Vec::new,
+        )
+    }
+
+    fn goal_observation(&self) -> Observation {
+        let k = self.history.poses().len();
+        self.layout.config.observation.assemble(
+            || self.observed_state(self.goal_state()),
+            || self.frames(&vec![self.goal; k]),
+            Vec::new,
+        )
     }
 
     fn step(&mut self, action: &[f32]) -> Result<StepInfo> {
@@ -507,6 +798,8 @@ impl Env for TwoRooms {
             self.world.step();
         }
         self.counters.record(clipped);
+        let p = self.position();
+        self.history.push(p);
         Ok(StepInfo { clipped })
     }
 
@@ -533,6 +826,7 @@ impl Env for TwoRooms {
             world: WorldState::capture(&self.world),
             goal: self.goal,
             counters: self.counters,
+            history: self.history.clone(),
         }))
     }
 
@@ -546,28 +840,45 @@ impl Env for TwoRooms {
                 "taken from a two_rooms environment with another config".into(),
             ));
         }
+        self.layout = s.layout.clone();
+        self.ball = self.layout.ball;
         s.world.apply(&mut self.world);
         self.goal = s.goal;
         self.counters = s.counters;
+        self.history.clone_from(&s.history);
         Ok(())
     }
 
-    fn set_state(&mut self, obs: &[f32]) -> Result<()> {
-        common::check_state(&self.spec, obs)?;
-        let v = if obs.len() >= 4 {
-            [obs[2], obs[3]]
+    fn set_state(&mut self, state: &[f32]) -> Result<()> {
+        common::check_state(&self.spec, state)?;
+        if self.layout.config.moving_door() {
+            let door = state[state.len() - 1];
+            let cfg = &self.layout.config;
+            let half = cfg.door_width * 0.5;
+            if !(door - half >= 0.0 && door + half <= cfg.room_height) {
+                return Err(SimError::InvalidState {
+                    index: state.len() - 1,
+                    name: "door_y".into(),
+                    message: format!(
+                        "the door must lie within the wall [0, {}], got centre {door}",
+                        cfg.room_height
+                    ),
+                });
+            }
+            self.use_door(door);
+        }
+        let v = if self.layout.config.observe_velocity {
+            [state[2], state[3]]
         } else {
             [0.0, 0.0]
         };
-        self.place([obs[0], obs[1]], v);
+        self.place([state[0], state[1]], v);
         Ok(())
     }
 
     fn render(&self, width: u32, height: u32) -> Image {
         let cfg = &self.layout.config;
-        let t = cfg.wall_thickness;
-        let view = [-t, -t, 2.0 * cfg.room_width + t, cfg.room_height + t];
-        let mut c = Canvas::new(width, height, view, palette::FLOOR);
+        let mut c = Canvas::new(width, height, cfg.view(), palette::FLOOR);
         for r in &self.layout.walls {
             c.rect(r, palette::WALL);
         }
@@ -592,6 +903,7 @@ impl Env for TwoRooms {
 
     fn boxed_clone(&self) -> Box<dyn Env> {
         Box::new(TwoRooms {
+            layouts: self.layouts.clone(),
             layout: self.layout.clone(),
             spec: self.spec.clone(),
             world: clone_world(&self.world),
@@ -599,9 +911,11 @@ impl Env for TwoRooms {
             goal: self.goal,
             counters: self.counters,
             action: self.action,
+            history: self.history.clone(),
         })
     }
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -619,7 +933,7 @@ mod tests {
         let c = TwoRoomsConfig::default();
         c.validate().unwrap();
         let s = c.spec();
-        assert_eq!(s.obs_names, ["x", "y", "vx", "vy"]);
+        assert_eq!(s.state_names, ["x", "y", "vx", "vy"]);
         assert_eq!(s.action_dim(), 2);
         assert_relative_eq!(s.physics_dt * s.substeps as f32, s.control_dt);
     }
@@ -629,7 +943,7 @@ mod tests {
         let mut e = env();
         e.set_state(&[1.0, 1.0, 0.0, 0.0]).unwrap();
         e.step(&[0.5, -0.5]).unwrap();
-        let o = e.observe();
+        let o = e.state();
         assert_relative_eq!(o[0], 1.05, epsilon = 1e-4);
         assert_relative_eq!(o[1], 0.95, epsilon = 1e-4);
         assert_relative_eq!(o[2], 0.5, epsilon = 1e-4);
@@ -643,7 +957,7 @@ mod tests {
         for _ in 0..5 {
             e.step(&[1.0, 0.2]).unwrap();
         }
-        let o = e.observe();
+        let o = e.state();
         assert!(o[0] <= 2.0 - 0.05 - 0.1 + 0.01, "{o:?}");
         assert!(o[1] > 0.35, "{o:?}");
     }
@@ -655,7 +969,7 @@ mod tests {
         for _ in 0..12 {
             e.step(&[1.0, 0.0]).unwrap();
         }
-        assert!(e.observe()[0] > 2.4, "{:?}", e.observe());
+        assert!(e.state()[0] > 2.4, "{:?}", e.state());
     }
 
     #[test]
@@ -688,7 +1002,7 @@ mod tests {
         })
         .contains("diameter"));
         assert!(bad(TwoRoomsConfig {
-            door_center: Some(1.9),
+            door_center: Some(DoorCenter::Fixed(1.9)),
             ..Default::default()
         })
         .contains("door_center"));

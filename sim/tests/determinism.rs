@@ -9,10 +9,10 @@ use zplan_sim::{Env, SimError};
 /// Observation bits after each step of `acts`, starting from `reset(seed)`.
 fn trajectory(env: &mut dyn Env, seed: u64, acts: &[Vec<f32>]) -> Vec<Vec<u32>> {
     env.reset(seed).unwrap();
-    let mut out = vec![bits(&env.observe())];
+    let mut out = vec![bits(&env.state())];
     for a in acts {
         env.step(a).unwrap();
-        out.push(bits(&env.observe()));
+        out.push(bits(&env.state()));
     }
     out
 }
@@ -33,8 +33,8 @@ fn same_seed_same_actions_bit_identical() {
         let tb = trajectory(b.as_mut(), 5, &acts);
         assert_eq!(ta, tb, "{name}: trajectories differ");
         assert_eq!(
-            bits(&a.goal_observation()),
-            bits(&b.goal_observation()),
+            bits(&a.goal_state()),
+            bits(&b.goal_state()),
             "{name}"
         );
         // Different seeds give different episodes.
@@ -58,7 +58,7 @@ fn snapshot_restore_continues_bit_identically() {
         let mut want = Vec::new();
         for a in &acts[30..] {
             env.step(a).unwrap();
-            want.push(bits(&env.observe()));
+            want.push(bits(&env.state()));
         }
         // Restore into the same environment, after it has moved on.
         env.restore(&snap).unwrap();
@@ -71,7 +71,7 @@ fn snapshot_restore_continues_bit_identically() {
             .iter()
             .map(|a| {
                 env.step(a).unwrap();
-                bits(&env.observe())
+                bits(&env.state())
             })
             .collect();
         assert_eq!(want, again, "{name}: restore into the same env diverged");
@@ -84,13 +84,13 @@ fn snapshot_restore_continues_bit_identically() {
             .iter()
             .map(|a| {
                 other.step(a).unwrap();
-                bits(&other.observe())
+                bits(&other.state())
             })
             .collect();
         assert_eq!(want, third, "{name}: restore into a fresh env diverged");
         assert_eq!(
-            bits(&other.goal_observation()),
-            bits(&env.goal_observation()),
+            bits(&other.goal_state()),
+            bits(&env.goal_state()),
             "{name}"
         );
     }
@@ -111,7 +111,7 @@ fn boxed_clone_continues_bit_identically() {
         for a in &acts[10..] {
             env.step(a).unwrap();
             copy.step(a).unwrap();
-            assert_eq!(bits(&env.observe()), bits(&copy.observe()), "{name}");
+            assert_eq!(bits(&env.state()), bits(&copy.state()), "{name}");
         }
         assert_eq!(env.success(), copy.success());
     }
@@ -130,14 +130,14 @@ fn set_state_from_a_common_base_is_a_function_of_the_state() {
         for a in &acts {
             env.step(a).unwrap();
         }
-        let state = env.observe();
+        let state = env.state();
         let rollout = |env: &mut dyn Env| -> Vec<Vec<u32>> {
             env.restore(&base).unwrap();
             env.set_state(&state).unwrap();
             acts.iter()
                 .map(|a| {
                     env.step(a).unwrap();
-                    bits(&env.observe())
+                    bits(&env.state())
                 })
                 .collect()
         };
@@ -160,11 +160,11 @@ fn set_state_reproduces_the_observation() {
         for a in actions(19, 20, dim) {
             env.step(&a).unwrap();
         }
-        let want = env.observe();
+        let want = env.state();
         let mut other = config.build().unwrap();
         other.reset(8).unwrap();
         other.set_state(&want).unwrap();
-        let got = other.observe();
+        let got = other.state();
         for (i, (w, g)) in want.iter().zip(&got).enumerate() {
             approx::assert_abs_diff_eq!(w, g, epsilon = 1e-5);
             let _ = i;
@@ -180,7 +180,7 @@ fn bad_actions_leave_the_state_unchanged() {
         let mut env = config.build().unwrap();
         env.reset(3).unwrap();
         env.step(&vec![0.5; dim]).unwrap();
-        let before = bits(&env.observe());
+        let before = bits(&env.state());
         let (steps, clipped) = (env.steps(), env.clipped_total());
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut a = vec![0.1; dim];
@@ -198,7 +198,7 @@ fn bad_actions_leave_the_state_unchanged() {
             ),
             "{name}"
         );
-        assert_eq!(bits(&env.observe()), before, "{name}");
+        assert_eq!(bits(&env.state()), before, "{name}");
         assert_eq!(
             (env.steps(), env.clipped_total()),
             (steps, clipped),
@@ -210,7 +210,7 @@ fn bad_actions_leave_the_state_unchanged() {
         assert_eq!(info.clipped as usize, dim, "{name}");
         assert_eq!(env.clipped_total(), clipped + dim as u64, "{name}");
         twin.step(&vec![1.0; dim]).unwrap();
-        assert_eq!(bits(&env.observe()), bits(&twin.observe()), "{name}");
+        assert_eq!(bits(&env.state()), bits(&twin.state()), "{name}");
     }
 }
 
@@ -237,7 +237,7 @@ fn set_state_rejects_bad_states() {
     for (name, config) in shipped() {
         let mut env = config.build().unwrap();
         env.reset(0).unwrap();
-        let mut obs = env.observe();
+        let mut obs = env.state();
         obs[0] = f32::NAN;
         assert!(
             matches!(

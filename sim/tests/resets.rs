@@ -58,7 +58,7 @@ proptest! {
             let r = config.ball_radius;
             let mut env = TwoRooms::new(config).unwrap();
             env.reset(seed).unwrap();
-            let o = env.observe();
+            let o = env.state();
             let (p, g) = ([o[0], o[1]], env.goal());
             prop_assert!(env.wall_clearance(p) >= r, "start {p:?} in a wall");
             prop_assert!(env.wall_clearance(g) >= r, "goal {g:?} in a wall");
@@ -80,13 +80,13 @@ proptest! {
         let fk = zplan_sim::reach::forward_kinematics(&env.config().lengths(), env.goal_angles());
         prop_assert_eq!(fk, t);
         prop_assert!(env.distance_to_goal() >= env.config().min_goal_distance - 1e-5);
-        let o = env.observe();
+        let o = env.state();
         for k in 0..3 {
             prop_assert_eq!(o[3 * k + 2], 0.0);
             prop_assert!((o[3 * k].hypot(o[3 * k + 1]) - 1.0).abs() < 1e-5);
         }
         // Reachable: the goal configuration itself solves the task.
-        let goal = env.goal_observation();
+        let goal = env.goal_state();
         env.set_state(&goal).unwrap();
         prop_assert!(env.success());
     }
@@ -96,7 +96,7 @@ proptest! {
         for config in push_configs() {
             let mut env = Push::new(config).unwrap();
             env.reset(seed).unwrap();
-            let o = env.observe();
+            let o = env.state();
             let pose = env.block_pose();
             let goal = env.goal_pose();
             prop_assert!(env.pusher_block_gap([o[0], o[1]], pose) > 0.0);
@@ -122,7 +122,7 @@ fn success_predicates_on_constructed_states() {
     for (name, config) in common::shipped() {
         let mut env = config.build().unwrap();
         env.reset(21).unwrap();
-        let goal = env.goal_observation();
+        let goal = env.goal_state();
         env.set_state(&goal).unwrap();
         assert!(
             env.success(),
@@ -146,7 +146,7 @@ fn success_predicates_on_constructed_states() {
                 far[1] = q.sin();
             }
             ScenarioConfig::Push(_) => {
-                let names = &env.spec().obs_names;
+                let names = &env.spec().state_names;
                 let i = names.iter().position(|n| n == "block_x").unwrap();
                 far[i] += 0.2
             }

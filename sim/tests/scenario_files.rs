@@ -13,8 +13,8 @@ fn every_shipped_file_parses_validates_and_builds() {
         let mut env = config.build().unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(env.spec(), &spec, "{name}");
         env.reset(0).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(env.observe().len(), spec.obs_dim(), "{name}");
-        assert_eq!(env.goal_observation().len(), spec.obs_dim(), "{name}");
+        assert_eq!(env.state().len(), spec.state_dim(), "{name}");
+        assert_eq!(env.goal_state().len(), spec.state_dim(), "{name}");
         assert!(!env.success(), "{name}: episode starts solved");
     }
 }
