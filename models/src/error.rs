@@ -65,7 +65,7 @@ pub enum ModelError {
         /// The method (`encode`, `predict`, `rollout`, ...).
         method: &'static str,
         /// Which tensor: "input `obs`", "output", ...
-        what: &'static str,
+        what: String,
         /// The expected shape, e.g. `[B=2, 16]`.
         expected: String,
         /// The shape found.
@@ -109,6 +109,32 @@ pub enum ModelError {
         actual: String,
     },
 
+    /// An observation does not fit the spec it was batched against.
+    #[error("observation {index}: {error}")]
+    Observation {
+        /// Position of the observation in the batch.
+        index: usize,
+        /// What does not fit (names the field, the expected and the actual shape).
+        error: zplan_obs::ObsError,
+    },
+
+    /// A batch of observations lacks a field that the model reads.
+    #[error("model `{model}` reads observation field `{field}`, which the batch lacks (it has {present})")]
+    MissingField {
+        /// Model identity.
+        model: String,
+        /// The field the model reads.
+        field: String,
+        /// The fields the batch has.
+        present: String,
+    },
+
+    /// The simulator-backed model was given observations without the true state.
+    #[error(
+        "model `{0}` is the simulator-backed oracle: it encodes the true simulator state, which these observations do not carry          (only zplan's runner attaches it, see `Observation::with_true_state`)"
+    )]
+    NoTrueState(String),
+
     /// An invalid configuration value (sizes, thread counts, norms, ...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -136,6 +162,7 @@ pub enum ModelError {
     Device(String),
 
     /// The simulator failed while serving the simulator-backed model.
+    #[cfg(feature = "sim")]
     #[error("simulator ({context}): {source}")]
     Sim {
         /// What was being done.

@@ -2,9 +2,10 @@
 
 use crate::device::device_name;
 use crate::util::{fmt_shape, seeded_uniform};
-use crate::{ModelError, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Result, WorldModel};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::{Device, Kind};
+use zplan_obs::Dtype;
 
 /// What `zplan model inspect` prints about a loaded model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -13,8 +14,8 @@ pub struct InspectReport {
     pub name: String,
     /// Device, e.g. `cpu` or `cuda:0`.
     pub device: String,
-    /// Shape of one observation.
-    pub obs_shape: Vec<i64>,
+    /// The observation fields the model reads (`image u8 [3, 64, 64], ...`).
+    pub observation: String,
     /// Action size.
     pub action_dim: i64,
     /// Shape of one latent.
@@ -41,7 +42,7 @@ impl std::fmt::Display for InspectReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "model:          {}", self.name)?;
         writeln!(f, "device:         {}", self.device)?;
-        writeln!(f, "obs shape:      {}", fmt_shape(&self.obs_shape))?;
+        writeln!(f, "observation:    {}", self.observation)?;
         writeln!(f, "action dim:     {}", self.action_dim)?;
         writeln!(f, "latent shape:   {}", fmt_shape(&self.latent_shape))?;
         writeln!(
@@ -74,9 +75,9 @@ impl std::fmt::Display for InspectReport {
 /// Number of timed repetitions after the warm-up.
 const REPEATS: u32 = 3;
 
-/// Times a batched encode and rollout on seeded random inputs: observations uniform in
-/// `[-0.1, 0.1]` (near the origin, a valid state for the bundled scenarios) and actions uniform
-/// in `[-1, 1]`. Use [`inspect_with`] to time real observations (the simulator-backed model
+/// Times a batched encode and rollout on seeded random inputs: f32 observation fields uniform
+/// in `[-0.1, 0.1]` (near the origin, a valid state for the bundled scenarios), u8 fields
+/// (images) uniform in `0..=255`, and actions uniform in `[-1, 1]`. Use [`inspect_with`] to time real observations (the simulator-backed model
 /// rejects states its scenario cannot represent).
 ///
 /// # Errors
@@ -87,25 +88,48 @@ pub fn inspect(model: &dyn WorldModel, batch: i64, horizon: i64) -> Result<Inspe
             "inspect needs batch >= 1, got {batch}"
         )));
     }
-    let mut size = vec![batch];
-    size.extend_from_slice(model.obs_shape());
-    let obs = seeded_uniform(&size, -0.1, 0.1, 1, Device::Cpu)?;
-    inspect_with(model, &obs, horizon)
+    inspect_with(model, &random_batch(model, batch)?, horizon)
 }
 
-/// Like [`inspect`] with the given observations `[B, *obs_shape]`.
+/// Seeded random observations of every field `model` reads (see [`inspect`]).
+///
+/// # Errors
+/// libtorch errors.
+pub fn random_batch(model: &dyn WorldModel, batch: i64) -> Result<ObsBatch> {
+    let mut out: Option<ObsBatch> = None;
+    for (k, f) in model.obs_spec().fields().iter().enumerate() {
+        let mut size = vec![batch];
+        size.extend(f.shape.iter().map(|&d| d as i64));
+        let seed = 1 + k as u64;
+        let t = match f.dtype {
+            Dtype::F32 => seeded_uniform(&size, -0.1, 0.1, seed, Device::Cpu)?,
+            Dtype::U8 => seeded_uniform(&size, 0.0, 255.99, seed, Device::Cpu)?
+                .f_to_kind(Kind::Uint8)
+                .map_err(|source| ModelError::Torch {
+                    context: "random image observations".into(),
+                    source,
+                })?,
+        };
+        out = Some(match out {
+            None => ObsBatch::single(&f.name, t),
+            Some(b) => b.with(&f.name, t)?,
+        });
+    }
+    out.ok_or_else(|| ModelError::InvalidConfig("the model reads no observation field".into()))
+}
+
+/// Like [`inspect`] with the given observations.
 ///
 /// # Errors
 /// Any error of the model, or [`ModelError::InvalidConfig`] for an empty batch or `horizon < 1`.
-pub fn inspect_with(model: &dyn WorldModel, obs: &Tensor, horizon: i64) -> Result<InspectReport> {
-    let batch = obs.size().first().copied().unwrap_or(0);
+pub fn inspect_with(model: &dyn WorldModel, obs: &ObsBatch, horizon: i64) -> Result<InspectReport> {
+    let batch = obs.batch_size();
     if batch < 1 || horizon < 1 {
         return Err(ModelError::InvalidConfig(format!(
             "inspect needs batch >= 1 and horizon >= 1, got {batch} and {horizon}"
         )));
     }
     let device = model.device();
-    let obs = crate::util::to_float_on(obs, device)?;
     let actions = seeded_uniform(&[batch, horizon, model.action_dim()], -1.0, 1.0, 2, device)?;
     let sync = || {
         if let Device::Cuda(i) = device {
@@ -114,7 +138,7 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &Tensor, horizon: i64) -> Resul
     };
 
     let t0 = Instant::now();
-    let z = model.encode(&obs)?;
+    let z = model.encode(obs)?;
     let _ = model.rollout(&z, &actions)?;
     sync();
     let warmup_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -123,7 +147,7 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &Tensor, horizon: i64) -> Resul
     let mut rollout_s = 0.0;
     for _ in 0..REPEATS {
         let t = Instant::now();
-        let z = model.encode(&obs)?;
+        let z = model.encode(obs)?;
         sync();
         encode_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -136,7 +160,7 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &Tensor, horizon: i64) -> Resul
     Ok(InspectReport {
         name: model.name().to_string(),
         device: device_name(device),
-        obs_shape: model.obs_shape().to_vec(),
+        observation: model.obs_spec().to_string(),
         action_dim: model.action_dim(),
         latent_shape: model.latent_shape().to_vec(),
         supports_grad: model.supports_grad(),

@@ -50,7 +50,9 @@ pub mod device;
 pub mod error;
 pub mod inspect;
 pub mod jepa;
+pub mod obs;
 pub mod parallel;
+#[cfg(feature = "sim")]
 pub mod sim_model;
 pub mod spec;
 pub mod torchscript;
@@ -63,9 +65,14 @@ pub use inspect::{inspect, inspect_with, InspectReport};
 pub use jepa::{
     Activation, JepaConfig, JepaModel, JepaNets, JepaSidecar, Mlp, ObsNorm, TargetEncoder,
 };
+pub use obs::{state_spec, ObsBatch};
 pub use parallel::ParallelRollout;
+#[cfg(feature = "sim")]
 pub use sim_model::SimModel;
-pub use spec::{check_fits, load_model, load_model_for, ModelSpec};
+#[cfg(feature = "sim")]
+pub use spec::load_model;
+pub use spec::{check_fits, load_model_for, ModelSpec};
+pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};
 pub use torchscript::TorchScriptModel;
 pub use world_model::WorldModel;
 
@@ -78,6 +85,7 @@ mod tests {
         send_sync::<crate::ModelError>();
         send_sync::<crate::TorchScriptModel>();
         send_sync::<crate::JepaModel>();
+        #[cfg(feature = "sim")]
         send_sync::<crate::SimModel>();
         send_sync::<std::sync::Arc<dyn crate::WorldModel>>();
         fn send<T: Send>() {}

@@ -178,8 +178,8 @@ impl WorldModel for ParallelRollout {
     fn device(&self) -> Device {
         self.inner.device()
     }
-    fn obs_shape(&self) -> &[i64] {
-        self.inner.obs_shape()
+    fn obs_spec(&self) -> &zplan_obs::ObsSpec {
+        self.inner.obs_spec()
     }
     fn action_dim(&self) -> i64 {
         self.inner.action_dim()
@@ -193,8 +193,11 @@ impl WorldModel for ParallelRollout {
     fn supports_grad(&self) -> bool {
         self.inner.supports_grad()
     }
-    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+    fn encode(&self, obs: &crate::ObsBatch) -> Result<Tensor> {
         self.inner.encode(obs)
+    }
+    fn needs_true_state(&self) -> bool {
+        self.inner.needs_true_state()
     }
     fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         self.inner.rollout_grad(z0, actions)
@@ -252,7 +255,7 @@ mod tests {
 
     /// A user model that panics on actions above 100 and otherwise predicts the running sum
     /// of the first action entry.
-    struct Fragile;
+    struct Fragile(zplan_obs::ObsSpec);
 
     impl WorldModel for Fragile {
         fn name(&self) -> &str {
@@ -261,8 +264,8 @@ mod tests {
         fn device(&self) -> Device {
             Device::Cpu
         }
-        fn obs_shape(&self) -> &[i64] {
-            &[1]
+        fn obs_spec(&self) -> &zplan_obs::ObsSpec {
+            &self.0
         }
         fn action_dim(&self) -> i64 {
             1
@@ -270,8 +273,8 @@ mod tests {
         fn latent_shape(&self) -> &[i64] {
             &[1]
         }
-        fn encode(&self, obs: &Tensor) -> Result<Tensor> {
-            Ok(obs.shallow_clone())
+        fn encode(&self, obs: &crate::ObsBatch) -> Result<Tensor> {
+            Ok(obs.field("state").expect("state").shallow_clone())
         }
         fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
             assert!(
@@ -286,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_panicking_group_is_an_error_and_the_workers_live_on() {
-        let par = ParallelRollout::new(Arc::new(Fragile), 2)
+        let par = ParallelRollout::new(Arc::new(Fragile(crate::state_spec(1))), 2)
             .unwrap()
             .with_min_rows(1);
         assert_eq!(par.groups(5), vec![(0, 3), (3, 2)]);

@@ -2,14 +2,20 @@
 
 use crate::error::TchContext;
 use crate::util::{fmt_shape, to_vec_f32, Site};
-use crate::{ModelError, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Result, WorldModel};
 use std::sync::Mutex;
 use tch::{Device, Tensor};
+use zplan_obs::{ObsSpec, STATE};
 use zplan_sim::{Env, Snapshot};
 
-/// A "world model" that is the simulator itself: the latent is the true state (the
-/// observation vector, since scenario observations are full states), `encode` is the identity
-/// and `rollout` steps copies of the physics world.
+/// A "world model" that is the simulator itself: the latent is the true simulator state
+/// ([`Env::state`]), `encode` returns it and `rollout` steps copies of the physics world.
+///
+/// It is the oracle, and the one component allowed to read the true state: whatever the
+/// scenario observes (state, images, proprio), `encode` reads the true state attached to the
+/// observations ([`zplan_obs::Observation::with_true_state`], which zplan's runner attaches
+/// for this model only; [`WorldModel::needs_true_state`] says so). Without one it falls back
+/// to an observed `state` field when that is the whole true state (state-only scenarios).
 ///
 /// It separates planning error from model error in reports: a planner that fails with this
 /// model fails because of the planner or the energy, not because of a learned model.
@@ -22,7 +28,8 @@ use zplan_sim::{Env, Snapshot};
 /// warm-start impulses, counters): results are bit-identical whatever the number of threads.
 pub struct SimModel {
     name: String,
-    obs_shape: Vec<i64>,
+    obs_spec: ObsSpec,
+    state_shape: Vec<i64>,
     action_dim: i64,
     threads: usize,
     device: Device,
@@ -38,7 +45,7 @@ impl std::fmt::Debug for SimModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimModel")
             .field("name", &self.name)
-            .field("obs_shape", &self.obs_shape)
+            .field("state_shape", &self.state_shape)
             .field("action_dim", &self.action_dim)
             .field("threads", &self.threads)
             .finish_non_exhaustive()
@@ -53,14 +60,16 @@ impl SimModel {
     pub fn new(env: Box<dyn Env>) -> Self {
         let spec = env.spec();
         let name = format!("sim:{}", spec.kind);
-        let obs_shape = vec![spec.obs_dim() as i64];
+        let state_shape = vec![spec.state_dim() as i64];
+        let obs_spec = spec.observation.clone();
         let action_dim = spec.action_dim() as i64;
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
         SimModel {
             name,
-            obs_shape,
+            obs_spec,
+            state_shape,
             action_dim,
             threads,
             device: Device::Cpu,
@@ -148,7 +157,7 @@ impl SimModel {
         first: usize,
         h: usize,
     ) -> Result<()> {
-        let d = self.obs_shape[0] as usize;
+        let d = self.state_shape[0] as usize;
         let a = self.action_dim as usize;
         let rows = out.len() / (h * d).max(1);
         for r in 0..rows {
@@ -172,11 +181,11 @@ impl SimModel {
                     "{}: step {t} of batch row {row}",
                     self.name
                 )))?;
-                let obs = env.observe();
+                let obs = env.state();
                 if obs.len() != d {
                     return Err(Site {
                         model: &self.name,
-                        method: "observe",
+                        method: "state",
                     }
                     .shape_err(
                         "output",
@@ -198,23 +207,33 @@ impl WorldModel for SimModel {
     fn device(&self) -> Device {
         self.device
     }
-    fn obs_shape(&self) -> &[i64] {
-        &self.obs_shape
+    fn obs_spec(&self) -> &ObsSpec {
+        &self.obs_spec
     }
     fn action_dim(&self) -> i64 {
         self.action_dim
     }
     fn latent_shape(&self) -> &[i64] {
-        &self.obs_shape
+        &self.state_shape
+    }
+    fn needs_true_state(&self) -> bool {
+        true
     }
 
-    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+    fn encode(&self, obs: &ObsBatch) -> Result<Tensor> {
         let site = Site {
             model: &self.name,
             method: "encode",
         };
+        let obs = match obs.true_state() {
+            Some(t) => t,
+            None => match obs.field(STATE) {
+                Some(t) if t.size().last().copied() == Some(self.state_shape[0]) => t,
+                _ => return Err(ModelError::NoTrueState(self.name.clone())),
+            },
+        };
         let b = obs.size().first().copied().unwrap_or(-1);
-        site.check_shape("input `obs`", obs, &[("B", b)], &self.obs_shape)?;
+        site.check_shape("the true state", obs, &[("B", b)], &self.state_shape)?;
         let _guard = tch::no_grad_guard();
         obs.f_to_kind(tch::Kind::Float)
             .and_then(|t| t.f_to_device(self.device))
@@ -228,7 +247,7 @@ impl WorldModel for SimModel {
             method: "rollout",
         };
         let b = z0.size().first().copied().unwrap_or(-1);
-        site.check_shape("input `z0`", z0, &[("B", b)], &self.obs_shape)?;
+        site.check_shape("input `z0`", z0, &[("B", b)], &self.state_shape)?;
         let h = actions.size().get(1).copied().unwrap_or(-1);
         site.check_shape(
             "input `actions`",
@@ -236,7 +255,7 @@ impl WorldModel for SimModel {
             &[("B", b), ("H", h)],
             &[self.action_dim],
         )?;
-        let (bu, hu, d) = (b as usize, h as usize, self.obs_shape[0] as usize);
+        let (bu, hu, d) = (b as usize, h as usize, self.state_shape[0] as usize);
         let z0v = to_vec_f32(z0)?;
         let av = to_vec_f32(actions)?;
         let mut out = vec![0f32; bu * hu * d];

@@ -1,12 +1,18 @@
 //! Naming a model in a suite file or on the command line, and loading it for a scenario.
 
-use crate::{DeviceChoice, JepaModel, ModelError, Result, SimModel, TorchScriptModel, WorldModel};
+use crate::{DeviceChoice, JepaModel, ModelError, Result, TorchScriptModel, WorldModel};
+#[cfg(feature = "sim")]
+use crate::SimModel;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "sim")]
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+#[cfg(feature = "sim")]
 use zplan_sim::ScenarioConfig;
+use zplan_obs::ObsSpec;
 
 /// Which world model to plan with, as written in suite files (RON:
 /// `TorchScript("models/reach.pt")`, `Jepa("models/reach")`, `Sim`) and on the command line
@@ -91,8 +97,9 @@ impl FromStr for ModelSpec {
     }
 }
 
-/// Loads the model `spec` names for `scenario` on `device`, and checks that its observation
-/// shape and action size fit the scenario's spec.
+/// Loads the model `spec` names for `scenario` on `device`, and checks that the scenario
+/// observes every field the model reads (same dtype and shape) and that the action sizes agree.
+/// A TorchScript model is given the scenario's whole observation.
 ///
 /// The simulator-backed model builds the scenario itself and computes on the CPU whatever
 /// `device` says. A JEPA model whose sidecar names a scenario of another family is refused; one
@@ -100,20 +107,21 @@ impl FromStr for ModelSpec {
 ///
 /// # Errors
 /// The model's load errors, or [`ModelError::Incompatible`] naming the quantity that differs.
+#[cfg(feature = "sim")]
 pub fn load_model(
     spec: &ModelSpec,
     scenario: &ScenarioConfig,
     device: DeviceChoice,
 ) -> Result<Arc<dyn WorldModel>> {
     let env_spec = scenario.spec();
-    let obs_shape = [env_spec.obs_dim() as i64];
+    let obs_spec = env_spec.observation.clone();
     let action_dim = env_spec.action_dim() as i64;
     let context = format!("scenario `{}`", scenario.kind());
     let model: Arc<dyn WorldModel> = match spec {
         ModelSpec::Sim => Arc::new(SimModel::from_config(scenario)?),
         ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load(
             path,
-            &obs_shape,
+            &obs_spec,
             action_dim,
             device.resolve()?,
         )?),
@@ -123,7 +131,7 @@ pub fn load_model(
             Arc::new(model)
         }
     };
-    check_fits(model.as_ref(), &obs_shape, action_dim, &context)?;
+    check_fits(model.as_ref(), &obs_spec, action_dim, &context)?;
     Ok(model)
 }
 
@@ -134,7 +142,7 @@ pub fn load_model(
 /// scenario; [`ModelError::Incompatible`] when a JEPA model has other sizes.
 pub fn load_model_for(
     spec: &ModelSpec,
-    obs_shape: &[i64],
+    obs_spec: &ObsSpec,
     action_dim: i64,
     device: DeviceChoice,
 ) -> Result<Arc<dyn WorldModel>> {
@@ -146,23 +154,25 @@ pub fn load_model_for(
         }
         ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load(
             path,
-            obs_shape,
+            obs_spec,
             action_dim,
             device.resolve()?,
         )?),
         ModelSpec::Jepa(path) => Arc::new(JepaModel::load(path, device.resolve()?)?),
     };
-    check_fits(model.as_ref(), obs_shape, action_dim, "the requested sizes")?;
+    check_fits(model.as_ref(), obs_spec, action_dim, "the requested sizes")?;
     Ok(model)
 }
 
-/// Errors unless `model` takes observations of `obs_shape` and actions of `action_dim`.
+/// Errors unless observations of `obs_spec` provide every field `model` reads (same dtype and
+/// shape) and the model takes actions of `action_dim`.
 ///
 /// # Errors
-/// [`ModelError::Incompatible`].
+/// [`ModelError::Incompatible`], naming the field, the shape the model expects and the one the
+/// observation has.
 pub fn check_fits(
     model: &dyn WorldModel,
-    obs_shape: &[i64],
+    obs_spec: &ObsSpec,
     action_dim: i64,
     context: &str,
 ) -> Result<()> {
@@ -173,12 +183,24 @@ pub fn check_fits(
         expected,
         actual,
     };
-    if model.obs_shape() != obs_shape {
-        return Err(incompatible(
-            "the observation shape",
-            crate::util::fmt_shape(obs_shape),
-            crate::util::fmt_shape(model.obs_shape()),
-        ));
+    for f in model.obs_spec().fields() {
+        match obs_spec.field(&f.name) {
+            None => {
+                return Err(incompatible(
+                    &format!("observation field `{}`", f.name),
+                    format!("absent (the observation has: {obs_spec})"),
+                    f.describe(),
+                ))
+            }
+            Some(have) if have.dtype != f.dtype || have.shape != f.shape => {
+                return Err(incompatible(
+                    &format!("observation field `{}`", f.name),
+                    have.describe(),
+                    f.describe(),
+                ))
+            }
+            Some(_) => {}
+        }
     }
     if model.action_dim() != action_dim {
         return Err(incompatible(
@@ -191,6 +213,7 @@ pub fn check_fits(
 }
 
 /// Refuses a JEPA model trained for another scenario family; warns for another variant.
+#[cfg(feature = "sim")]
 fn check_trained_for(model: &JepaModel, scenario: &ScenarioConfig) -> Result<()> {
     match model.scenario_config() {
         Ok(Some(trained)) if trained.kind() != scenario.kind() => Err(ModelError::Incompatible {
@@ -220,6 +243,7 @@ fn check_trained_for(model: &JepaModel, scenario: &ScenarioConfig) -> Result<()>
 }
 
 /// Converts the scenario JSON of a sidecar.
+#[cfg(feature = "sim")]
 pub(crate) fn scenario_from_json(
     value: &serde_json::Value,
     origin: &Path,

@@ -2,9 +2,10 @@
 
 use crate::error::{summarize, TchContext};
 use crate::util::{fmt_shape, seeded_uniform, to_float_on, validate_shape, Site};
-use crate::{ModelError, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Result, WorldModel};
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, IValue, Tensor};
+use zplan_obs::{Dtype, ObsSpec};
 
 /// Batch size of the load-time probe.
 const PROBE_BATCH: i64 = 2;
@@ -13,7 +14,10 @@ const PROBE_HORIZON: i64 = 3;
 
 /// A TorchScript module that follows zplan's world-model contract (see `models/README.md`):
 ///
-/// - `encode(obs: [B, *obs_shape]) -> [B, *latent_shape]`
+/// - `encode(obs) -> [B, *latent_shape]`, where `obs` is one float32 tensor `[B, *shape]` when
+///   the observation has a single field (a state vector, or an image `[B, C, H, W]` scaled to
+///   `[0, 1]`), and a `Dict[str, Tensor]` of float32 tensors keyed by field name (`image`,
+///   `proprio`, `state`) when it has several
 /// - `predict(z: [B, *latent_shape], action: [B, A]) -> [B, *latent_shape]`
 /// - optional `rollout(z: [B, *latent_shape], actions: [B, H, A]) -> [B, H, *latent_shape]`,
 ///   used instead of looping `predict` when present.
@@ -31,14 +35,14 @@ pub struct TorchScriptModel {
     name: String,
     path: PathBuf,
     device: Device,
-    obs_shape: Vec<i64>,
+    obs_spec: ObsSpec,
     action_dim: i64,
     latent_shape: Vec<i64>,
     has_rollout: bool,
 }
 
 impl TorchScriptModel {
-    /// Loads a TorchScript file onto `device` and probes it with observations of `obs_shape`
+    /// Loads a TorchScript file onto `device` and probes it with observations of `obs_spec`
     /// and actions of size `action_dim`.
     ///
     /// # Errors
@@ -49,12 +53,15 @@ impl TorchScriptModel {
     /// [`ModelError::Torch`] when a method fails on the probe inputs.
     pub fn load(
         path: impl AsRef<Path>,
-        obs_shape: &[i64],
+        obs_spec: &ObsSpec,
         action_dim: i64,
         device: Device,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        validate_shape("observation shape", obs_shape)?;
+        for f in obs_spec.fields() {
+            let shape: Vec<i64> = f.shape.iter().map(|&d| d as i64).collect();
+            validate_shape(&format!("shape of observation field `{}`", f.name), &shape)?;
+        }
         if action_dim <= 0 {
             return Err(ModelError::InvalidConfig(format!(
                 "action size must be positive, got {action_dim}"
@@ -94,7 +101,7 @@ impl TorchScriptModel {
             name,
             path,
             device,
-            obs_shape: obs_shape.to_vec(),
+            obs_spec: obs_spec.clone(),
             action_dim,
             latent_shape: Vec::new(),
             has_rollout,
@@ -113,10 +120,19 @@ impl TorchScriptModel {
     fn probe(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let b = PROBE_BATCH;
-        let mut obs_size = vec![b];
-        obs_size.extend_from_slice(&self.obs_shape);
-        let obs = seeded_uniform(&obs_size, -1.0, 1.0, 0x5eed, self.device)?;
-        let z = self.call("encode", &[&obs], &obs_size)?;
+        let mut inputs = Vec::new();
+        for (k, f) in self.obs_spec.fields().iter().enumerate() {
+            let mut size = vec![b];
+            size.extend(f.shape.iter().map(|&d| d as i64));
+            // Images arrive scaled to [0, 1]; vectors are normalised-ish values.
+            let (lo, hi) = match f.dtype {
+                Dtype::U8 => (0.0, 1.0),
+                Dtype::F32 => (-1.0, 1.0),
+            };
+            let t = seeded_uniform(&size, lo, hi, 0x5eed + k as u64, self.device)?;
+            inputs.push((f.name.clone(), t));
+        }
+        let z = self.call_encode(inputs)?;
         let site = Site {
             model: &self.name,
             method: "encode",
@@ -185,6 +201,49 @@ impl TorchScriptModel {
             );
         }
         Ok(())
+    }
+
+    /// Calls `encode` with float32 fields (one tensor alone, or a `Dict[str, Tensor]`).
+    fn call_encode(&self, fields: Vec<(String, Tensor)>) -> Result<Tensor> {
+        let described: Vec<String> = fields
+            .iter()
+            .map(|(n, t)| format!("{n} {}", fmt_shape(&t.size())))
+            .collect();
+        let input = if fields.len() == 1 {
+            IValue::Tensor(fields.into_iter().next().map(|(_, t)| t).unwrap_or_else(Tensor::new))
+        } else {
+            IValue::GenericDict(
+                fields
+                    .into_iter()
+                    .map(|(n, t)| (IValue::String(n), IValue::Tensor(t)))
+                    .collect(),
+            )
+        };
+        let kind = if described.len() == 1 {
+            "a tensor"
+        } else {
+            "a Dict[str, Tensor]"
+        };
+        let out = self
+            .module
+            .method_is("encode", &[input])
+            .map_err(|source| ModelError::Torch {
+                context: format!(
+                    "model `{}`: `encode` failed on {kind} ({}) (does the model expect these inputs? see the image contract in models/README.md)",
+                    self.name,
+                    described.join(", ")
+                ),
+                source,
+            })?;
+        match out {
+            IValue::Tensor(t) => Ok(t),
+            other => Err(ModelError::WrongKind {
+                model: self.name.clone(),
+                method: "encode",
+                what: "output",
+                actual: format!("{:?}", ivalue_kind(&other)),
+            }),
+        }
     }
 
     /// Calls a method of the module; `shape_hint` names the input in the error.
@@ -301,8 +360,8 @@ impl WorldModel for TorchScriptModel {
     fn device(&self) -> Device {
         self.device
     }
-    fn obs_shape(&self) -> &[i64] {
-        &self.obs_shape
+    fn obs_spec(&self) -> &ObsSpec {
+        &self.obs_spec
     }
     fn action_dim(&self) -> i64 {
         self.action_dim
@@ -311,16 +370,21 @@ impl WorldModel for TorchScriptModel {
         &self.latent_shape
     }
 
-    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+    fn encode(&self, obs: &ObsBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         let site = Site {
             model: &self.name,
             method: "encode",
         };
-        let obs = to_float_on(obs, self.device)?;
-        let b = obs.size().first().copied().unwrap_or(-1);
-        site.check_shape("input `obs`", &obs, &[("B", b)], &self.obs_shape)?;
-        let z = self.call("encode", &[&obs], &obs.size())?;
+        let b = obs.batch_size();
+        let mut inputs = Vec::with_capacity(self.obs_spec.fields().len());
+        for f in self.obs_spec.fields() {
+            let t = obs.float(&f.name, &self.name, self.device)?;
+            let shape: Vec<i64> = f.shape.iter().map(|&d| d as i64).collect();
+            site.check_shape(&format!("observation field `{}`", f.name), &t, &[("B", b)], &shape)?;
+            inputs.push((f.name.clone(), t));
+        }
+        let z = self.call_encode(inputs)?;
         site.check_float("output", &z)?;
         site.check_shape("output", &z, &[("B", b)], &self.latent_shape)?;
         Ok(z)
@@ -337,6 +401,22 @@ impl WorldModel for TorchScriptModel {
 
     fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         tch::with_grad(|| self.rollout_impl(z0, actions, "rollout_grad"))
+    }
+}
+
+/// A short name for an IValue's variant (for errors).
+fn ivalue_kind(v: &IValue) -> &'static str {
+    match v {
+        IValue::None => "None",
+        IValue::Tensor(_) => "Tensor",
+        IValue::Double(_) => "float",
+        IValue::Int(_) => "int",
+        IValue::Bool(_) => "bool",
+        IValue::Tuple(_) => "tuple",
+        IValue::String(_) => "str",
+        IValue::GenericDict(_) => "dict",
+        IValue::GenericList(_) | IValue::TensorList(_) => "list",
+        _ => "another value",
     }
 }
 

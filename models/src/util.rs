@@ -25,16 +25,11 @@ pub(crate) struct Site<'a> {
 }
 
 impl Site<'_> {
-    pub(crate) fn shape_err(
-        &self,
-        what: &'static str,
-        expected: String,
-        actual: &[i64],
-    ) -> ModelError {
+    pub(crate) fn shape_err(&self, what: &str, expected: String, actual: &[i64]) -> ModelError {
         ModelError::ShapeMismatch {
             model: self.model.to_string(),
             method: self.method,
-            what,
+            what: what.to_string(),
             expected,
             actual: fmt_shape(actual),
         }
@@ -43,7 +38,7 @@ impl Site<'_> {
     /// Checks `t.size() == prefix ++ rest`.
     pub(crate) fn check_shape(
         &self,
-        what: &'static str,
+        what: &str,
         t: &Tensor,
         prefix: &[(&str, i64)],
         rest: &[i64],

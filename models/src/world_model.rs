@@ -1,7 +1,8 @@
 //! The seam between planners and world models.
 
-use crate::Result;
+use crate::{ObsBatch, Result};
 use tch::{Device, Tensor};
+use zplan_obs::ObsSpec;
 
 /// A batched, device-aware world model: encodes observations into latents and rolls latents
 /// forward under action sequences.
@@ -11,22 +12,25 @@ use tch::{Device, Tensor};
 /// whatever the calling thread's grad mode. One loaded model may be shared by several threads
 /// (`Send + Sync`): implementations never mutate weights during inference.
 ///
-/// Shapes: observations `[B, *obs_shape]`, actions `[B, H, A]`, latents `[B, *latent_shape]`;
-/// rollouts return `[B, H, *latent_shape]` (the latent after each action, not including `z0`).
-/// All float32 on [`WorldModel::device`].
+/// Shapes: observations are typed batches ([`ObsBatch`]: one tensor `[B, *shape]` per field of
+/// [`WorldModel::obs_spec`], u8 images still u8), actions `[B, H, A]`, latents
+/// `[B, *latent_shape]`; rollouts return `[B, H, *latent_shape]` (the latent after each
+/// action, not including `z0`). Latents and actions are float32 on [`WorldModel::device`].
 pub trait WorldModel: Send + Sync {
     /// Short human-readable identity, e.g. `"torchscript:models/reach.pt"`.
     fn name(&self) -> &str;
     /// Device the model computes on; inputs are moved there.
     fn device(&self) -> Device;
-    /// Shape of one observation (without batch).
-    fn obs_shape(&self) -> &[i64];
+    /// The observation fields the model reads, with their dtypes and shapes. A scenario must
+    /// provide each of them (it may observe more); see [`ObsSpec::provides`].
+    fn obs_spec(&self) -> &ObsSpec;
     /// Action size `A`.
     fn action_dim(&self) -> i64;
     /// Shape of one latent (without batch); free-form (vector, tokens, ...).
     fn latent_shape(&self) -> &[i64];
-    /// Encodes a batch of observations `[B, *obs_shape]` into latents `[B, *latent_shape]`.
-    fn encode(&self, obs: &Tensor) -> Result<Tensor>;
+    /// Encodes a batch of observations into latents `[B, *latent_shape]`. u8 fields are
+    /// scaled to `[0, 1]` on the model's device ([`ObsBatch::float`]).
+    fn encode(&self, obs: &ObsBatch) -> Result<Tensor>;
     /// Rolls `z0` `[B, *latent_shape]` forward under `actions` `[B, H, A]`, returning
     /// `[B, H, *latent_shape]`. The result is the caller's to read (planners read CPU results
     /// in place): never a view of state that the model, or another thread, writes later.
@@ -37,6 +41,12 @@ pub trait WorldModel: Send + Sync {
     /// latent apart from the scene's (`proprio_weight`).
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         None
+    }
+    /// Whether `encode` reads the true simulator state that only the closed-loop runner
+    /// attaches ([`zplan_obs::Observation::with_true_state`]): true for the simulator-backed
+    /// model alone. Default false.
+    fn needs_true_state(&self) -> bool {
+        false
     }
     /// Whether [`WorldModel::rollout_grad`] is available (differentiable models).
     fn supports_grad(&self) -> bool {
@@ -53,7 +63,7 @@ impl std::fmt::Debug for dyn WorldModel + '_ {
         f.debug_struct("WorldModel")
             .field("name", &self.name())
             .field("device", &self.device())
-            .field("obs_shape", &self.obs_shape())
+            .field("obs_spec", &self.obs_spec().to_string())
             .field("action_dim", &self.action_dim())
             .field("latent_shape", &self.latent_shape())
             .finish()

@@ -2,7 +2,8 @@
 
 use super::config::JepaConfig;
 use super::nets::{Frozen, JepaNets};
-use crate::{Result, WorldModel};
+use crate::{ObsBatch, Result, WorldModel};
+use zplan_obs::{ObsSpec, STATE};
 use std::path::Path;
 use std::sync::Mutex;
 use tch::{Device, Tensor};
@@ -23,7 +24,7 @@ use tch::{Device, Tensor};
 pub struct JepaModel {
     name: String,
     device: Device,
-    obs_shape: Vec<i64>,
+    obs_spec: ObsSpec,
     action_dim: i64,
     latent_shape: Vec<i64>,
     proprio_latent: Option<std::ops::Range<usize>>,
@@ -52,7 +53,7 @@ impl JepaModel {
         let c = &nets.config;
         JepaModel {
             device: nets.device(),
-            obs_shape: vec![c.obs_dim],
+            obs_spec: crate::obs::state_spec(c.obs_dim.max(1) as usize),
             action_dim: c.action_dim,
             latent_shape: vec![c.latent_dim],
             proprio_latent: c.proprio_latent(),
@@ -109,6 +110,7 @@ impl JepaModel {
     ///
     /// # Errors
     /// [`crate::ModelError::Sidecar`] if the stored JSON is not a valid scenario config.
+    #[cfg(feature = "sim")]
     pub fn scenario_config(&self) -> Result<Option<zplan_sim::ScenarioConfig>> {
         self.nets
             .lock()
@@ -153,8 +155,8 @@ impl WorldModel for JepaModel {
     fn device(&self) -> Device {
         self.device
     }
-    fn obs_shape(&self) -> &[i64] {
-        &self.obs_shape
+    fn obs_spec(&self) -> &ObsSpec {
+        &self.obs_spec
     }
     fn action_dim(&self) -> i64 {
         self.action_dim
@@ -163,9 +165,10 @@ impl WorldModel for JepaModel {
         &self.latent_shape
     }
 
-    fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+    fn encode(&self, obs: &ObsBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        self.frozen().encode(obs, "encode")
+        let state = obs.float(STATE, &self.name, self.device)?;
+        self.frozen().encode(&state, "encode")
     }
 
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {

@@ -117,6 +117,7 @@ impl JepaNets {
     ///
     /// # Errors
     /// [`ModelError::InvalidConfig`] if the scenario cannot be serialised.
+    #[cfg(feature = "sim")]
     pub fn set_scenario(&mut self, scenario: &zplan_sim::ScenarioConfig) -> Result<()> {
         let value = serde_json::to_value(scenario).map_err(|e| {
             ModelError::InvalidConfig(format!("cannot serialise the scenario: {e}"))
@@ -129,6 +130,7 @@ impl JepaNets {
     ///
     /// # Errors
     /// [`ModelError::Sidecar`] if the stored JSON is not a valid scenario config.
+    #[cfg(feature = "sim")]
     pub fn scenario_config(&self) -> Result<Option<zplan_sim::ScenarioConfig>> {
         self.scenario
             .as_ref()
