@@ -75,7 +75,7 @@ fn bench_model(
             let obs = Tensor::rand([b, OBS_DIM], cpu) * 0.2 - 0.1;
             group.throughput(Throughput::Elements(b as u64));
             group.bench_with_input(BenchmarkId::from_parameter(b), &obs, |bench, obs| {
-                bench.iter(|| model.encode(obs).expect("encode"))
+                bench.iter(|| model.encode_state(obs).expect("encode"))
             });
         }
         group.finish();
@@ -83,7 +83,7 @@ fn bench_model(
     let mut group = c.benchmark_group(format!("{label}/rollout_h{HORIZON}"));
     for &b in batches {
         let obs = start_states(model, b);
-        let z0 = model.encode(&obs).expect("encode");
+        let z0 = model.encode_state(&obs).expect("encode");
         let actions = Tensor::rand([b, HORIZON, ACTION_DIM], cpu) * 2.0 - 1.0;
         group.throughput(Throughput::Elements((b * HORIZON) as u64));
         group.bench_with_input(
@@ -102,11 +102,12 @@ fn start_states(model: &dyn WorldModel, b: i64) -> Tensor {
         let mut rows = Vec::new();
         for seed in 0..b as u64 {
             env.reset(seed).expect("reset");
-            rows.extend(env.observe());
+            rows.extend(env.state());
         }
         Tensor::from_slice(&rows).reshape([b, -1])
     } else {
-        Tensor::rand([b, model.obs_shape()[0]], (Kind::Float, Device::Cpu)) * 0.2 - 0.1
+        let d = model.obs_spec().fields()[0].numel() as i64;
+        Tensor::rand([b, d], (Kind::Float, Device::Cpu)) * 0.2 - 0.1
     }
 }
 
@@ -127,7 +128,13 @@ fn main() {
     bench_model(&mut c, "jepa_small", &jepa, &BATCHES, true);
 
     match export_torchscript().and_then(|p| {
-        TorchScriptModel::load(&p, &[OBS_DIM], ACTION_DIM, Device::Cpu).map_err(|e| e.to_string())
+        TorchScriptModel::load(
+            &p,
+            &zplan_models::state_spec(OBS_DIM as usize),
+            ACTION_DIM,
+            Device::Cpu,
+        )
+        .map_err(|e| e.to_string())
     }) {
         Ok(ts) => bench_model(&mut c, "torchscript_small", &ts, &BATCHES, true),
         Err(why) => eprintln!("skipping the TorchScript benchmark: {why}"),

@@ -41,8 +41,8 @@ fn latents(model: &JepaModel) -> (Tensor, Tensor) {
         Tensor::from_slice(&v).view([1, OBS_DIM])
     };
     (
-        model.encode(&obs(0.0)).expect("encode"),
-        model.encode(&obs(1.0)).expect("encode"),
+        model.encode_state(&obs(0.0)).expect("encode"),
+        model.encode_state(&obs(1.0)).expect("encode"),
     )
 }
 
@@ -59,8 +59,8 @@ impl WorldModel for Timed {
     fn device(&self) -> Device {
         self.inner.device()
     }
-    fn obs_shape(&self) -> &[i64] {
-        self.inner.obs_shape()
+    fn obs_spec(&self) -> &zplan_models::ObsSpec {
+        self.inner.obs_spec()
     }
     fn action_dim(&self) -> i64 {
         self.inner.action_dim()
@@ -71,7 +71,7 @@ impl WorldModel for Timed {
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
     }
-    fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
+    fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {

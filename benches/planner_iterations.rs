@@ -72,8 +72,8 @@ fn latents(model: &JepaModel) -> (Tensor, Tensor) {
         Tensor::from_slice(&v).view([1, OBS_DIM])
     };
     (
-        model.encode(&obs(0.0)).expect("encode"),
-        model.encode(&obs(1.0)).expect("encode"),
+        model.encode_state(&obs(0.0)).expect("encode"),
+        model.encode_state(&obs(1.0)).expect("encode"),
     )
 }
 

@@ -275,7 +275,7 @@ fn bench_restore_set_state(c: &mut Criterion) {
         for a in case.actions.clone() {
             case.env.step(&a).unwrap();
         }
-        let state = case.env.observe();
+        let state = case.env.state();
         c.bench_function(&format!("sim_restore_set_state/{}", case.name), |b| {
             b.iter(|| {
                 case.env.restore(&base).unwrap();

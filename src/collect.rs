@@ -3,16 +3,18 @@
 //! Episodes start from seeds in the collection range ([`crate::seeds::COLLECTION`], disjoint
 //! from evaluation seeds) and are driven by colored-noise random actions (power-law exponent
 //! `beta`: 0 = white jitter, 1-2 = smooth wandering that actually travels), held for
-//! `action_repeat` control steps. Output: `data.safetensors` with `obs` `[N, T+1, D]`,
-//! `actions` `[N, T, A]` (float32) and `seeds` `[N]` (int64), and `meta.json`
-//! ([`DatasetMeta`]: scenario, shapes, seeds, settings).
+//! `action_repeat` control steps. Output: a chunked dataset ([`crate::dataset`]): chunk files
+//! with every observed field (images as u8), the true state, the actions and the seeds, and
+//! `meta.json` ([`DatasetMeta`]: scenario, observation spec, chunks, seeds, settings). Chunks
+//! are collected and written one at a time, so memory stays bounded by one chunk.
 
+use crate::dataset::{self, ChunkInfo, EpisodeData};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use zplan_planner::ColoredNoise;
-use zplan_sim::ScenarioConfig;
+use zplan_sim::{Env, ObsSpec, ScenarioConfig};
 
 /// How to collect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,9 @@ pub struct CollectConfig {
     pub action_repeat: u32,
     /// Worker threads.
     pub workers: usize,
+    /// Episodes per chunk file (`None`: as many as fit in about 64 MiB).
+    #[serde(default)]
+    pub chunk_episodes: Option<u64>,
     /// Fraction of episodes driven by MPC with the simulator-backed model instead of noise
     /// (spread evenly over the episodes); 0 = pure exploration noise.
     #[serde(default)]
@@ -69,8 +74,21 @@ pub struct DatasetMeta {
     pub format: String,
     /// The scenario the data comes from.
     pub scenario: ScenarioConfig,
-    /// Observation field names.
+    /// Names of the observed `state` field's entries (empty when the scenario observes no
+    /// state vector; in format v1, the observation's names).
     pub obs_names: Vec<String>,
+    /// The observation's fields (format v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<ObsSpec>,
+    /// Names of the true-state entries stored as labels (format v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_names: Vec<String>,
+    /// The chunk files, in episode order (format v2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkInfo>,
+    /// Peak resident memory of the collecting process, MiB (format v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
     /// Action bounds.
     pub action_low: Vec<f32>,
     /// Action bounds.
@@ -88,14 +106,11 @@ pub struct DatasetMeta {
     pub planner_episodes: Vec<u64>,
 }
 
-/// Dataset format marker written into `meta.json`.
-pub const FORMAT: &str = "zplan-dataset-v1";
+pub use crate::dataset::{FORMAT, FORMAT_V1};
 
-/// One collected episode.
-struct Episode {
-    obs: Vec<f32>,
-    actions: Vec<f32>,
-    seed: u64,
+/// Records the current observation and true state of `env` into `ep`.
+fn record(ep: &mut EpisodeData, spec: &ObsSpec, env: &dyn Env) -> Result<()> {
+    ep.push_observation(spec, &env.observe(), &env.state())
 }
 
 /// One episode driven by MPC with the simulator-backed model, with action noise.
@@ -104,23 +119,27 @@ fn planner_episode(
     cfg: &CollectConfig,
     pd: &PlannerDriven,
     seed: u64,
-) -> Result<Episode> {
+) -> Result<EpisodeData> {
     use std::sync::Arc;
     let mut env = sc.build()?;
     env.reset(seed)?;
     let spec = env.spec().clone();
+    let obs_spec = spec.observation.clone();
     let model: Arc<dyn zplan_models::WorldModel> =
         Arc::new(zplan_models::SimModel::from_config(sc)?.with_threads(1)?);
     let bounds =
         zplan_planner::ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())?;
     let planner = pd.planner.build(bounds, pd.energy.clone(), seed)?;
     let mut mpc = zplan_planner::Mpc::new(model, planner, pd.mpc.clone())?;
-    mpc.reset_episode(&env.goal_observation(), seed)?;
+    // The simulator-backed model plans from the true state (it is the oracle driving data
+    // collection, not a model being evaluated).
+    let goal = env.goal_observation().with_true_state(env.goal_state());
+    mpc.reset_episode(&goal, seed)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x91A9_7E4D);
-    let mut obs = env.observe();
-    let mut actions = Vec::with_capacity(cfg.steps as usize * spec.action_dim());
+    let mut ep = EpisodeData::new(&obs_spec, seed);
+    record(&mut ep, &obs_spec, env.as_ref())?;
     while env.steps() < cfg.steps {
-        let step = mpc.next_actions(&env.observe())?;
+        let step = mpc.next_actions(&env.observe().with_true_state(env.state()))?;
         for a in &step.actions {
             if env.steps() >= cfg.steps {
                 break;
@@ -136,14 +155,14 @@ fn planner_episode(
                 })
                 .collect();
             env.step(&noisy)?;
-            actions.extend_from_slice(&noisy);
-            obs.extend(env.observe());
+            ep.actions.extend_from_slice(&noisy);
+            record(&mut ep, &obs_spec, env.as_ref())?;
         }
     }
-    Ok(Episode { obs, actions, seed })
+    Ok(ep)
 }
 
-fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Result<Episode> {
+fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Result<EpisodeData> {
     let seed = crate::seeds::collection_seed(cfg.seed, index);
     if let (true, Some(pd)) = (cfg.is_planner_episode(index), cfg.planner.as_ref()) {
         return planner_episode(sc, cfg, pd, seed);
@@ -163,9 +182,9 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
     }
     // A random constant offset per episode widens the state coverage (not only zero-mean wiggles).
     let offsets: Vec<f32> = (0..a_dim).map(|_| rng.random_range(-0.3f32..0.3)).collect();
-    let mut obs = Vec::with_capacity((cfg.steps as usize + 1) * spec.obs_dim());
-    let mut actions = Vec::with_capacity(cfg.steps as usize * a_dim);
-    obs.extend(env.observe());
+    let obs_spec = spec.observation.clone();
+    let mut ep = EpisodeData::new(&obs_spec, seed);
+    record(&mut ep, &obs_spec, env.as_ref())?;
     let mut a = vec![0f32; a_dim];
     for t in 0..cfg.steps as usize {
         for (d, ad) in a.iter_mut().enumerate() {
@@ -175,10 +194,10 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
             *ad = x.clamp(spec.action_low[d], spec.action_high[d]);
         }
         env.step(&a)?;
-        actions.extend_from_slice(&a);
-        obs.extend(env.observe());
+        ep.actions.extend_from_slice(&a);
+        record(&mut ep, &obs_spec, env.as_ref())?;
     }
-    Ok(Episode { obs, actions, seed })
+    Ok(ep)
 }
 
 /// Collects a dataset into `out` (created). Deterministic for a given config.
@@ -212,32 +231,89 @@ pub fn collect(
             cfg.scale
         );
     }
+    if cfg.chunk_episodes == Some(0) {
+        bail!("--chunk-episodes must be at least 1");
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let spec = scenario.spec();
-    let n = cfg.episodes as usize;
+    let obs_spec = spec.observation.clone();
+    let (s_dim, a_dim, t) = (spec.state_dim(), spec.action_dim(), cfg.steps as usize);
+    let per_chunk = cfg.chunk_episodes.unwrap_or_else(|| {
+        let bytes = dataset::episode_bytes(&obs_spec, s_dim, a_dim, t).max(1);
+        (dataset::DEFAULT_CHUNK_BYTES / bytes).max(1) as u64
+    });
     let bar = if progress {
         indicatif::ProgressBar::new(cfg.episodes)
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let mut chunks = Vec::new();
+    let mut first = 0u64;
+    while first < cfg.episodes {
+        let n = per_chunk.min(cfg.episodes - first);
+        let episodes = collect_range(scenario, cfg, first, n, &bar)?;
+        let info = ChunkInfo {
+            file: dataset::chunk_file(chunks.len()),
+            first_episode: first,
+            episodes: n,
+        };
+        dataset::write_chunk(&out.join(&info.file), &obs_spec, s_dim, a_dim, t, &episodes)?;
+        chunks.push(info);
+        first += n;
+    }
+    bar.finish_and_clear();
+    let obs_names = obs_spec
+        .field(zplan_obs::STATE)
+        .map(|f| f.names.clone())
+        .unwrap_or_default();
+    let meta = DatasetMeta {
+        format: FORMAT.into(),
+        scenario: scenario.clone(),
+        obs_names,
+        observation: Some(obs_spec),
+        state_names: spec.state_names.clone(),
+        chunks,
+        peak_rss_mib: dataset::peak_rss_mib(),
+        action_low: spec.action_low.clone(),
+        action_high: spec.action_high.clone(),
+        episodes: cfg.episodes,
+        steps: cfg.steps,
+        collect: cfg.clone(),
+        seed_range: (crate::seeds::COLLECTION.start, crate::seeds::COLLECTION.end),
+        planner_episodes: (0..cfg.episodes)
+            .filter(|&i| cfg.is_planner_episode(i))
+            .collect(),
+    };
+    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(meta)
+}
+
+/// Collects episodes `first..first + n` on `cfg.workers` threads, in episode order.
+fn collect_range(
+    scenario: &ScenarioConfig,
+    cfg: &CollectConfig,
+    first: u64,
+    n: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<EpisodeData>> {
     let (tx, rx) = crossbeam::channel::unbounded::<u64>();
-    for i in 0..cfg.episodes {
+    for i in first..first + n {
         tx.send(i).ok();
     }
     drop(tx);
-    let results: std::sync::Mutex<Vec<Option<Episode>>> =
+    let results: std::sync::Mutex<Vec<Option<EpisodeData>>> =
         std::sync::Mutex::new((0..n).map(|_| None).collect());
     let first_err: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..cfg.workers.max(1) {
+        for _ in 0..cfg.workers.max(1).min(n as usize) {
             let rx = rx.clone();
-            let (results, first_err, bar) = (&results, &first_err, &bar);
+            let (results, first_err) = (&results, &first_err);
             s.spawn(move || {
                 for i in rx.iter() {
                     match collect_episode(scenario, cfg, i) {
                         Ok(ep) => {
                             if let Ok(mut r) = results.lock() {
-                                r[i as usize] = Some(ep);
+                                r[(i - first) as usize] = Some(ep);
                             }
                         }
                         Err(e) => {
@@ -252,50 +328,13 @@ pub fn collect(
             });
         }
     });
-    bar.finish_and_clear();
     if let Some(e) = first_err.into_inner().ok().flatten() {
         return Err(e);
     }
-    let episodes: Vec<Episode> = results
+    results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("collector worker panicked"))?
         .into_iter()
         .collect::<Option<Vec<_>>>()
-        .context("an episode is missing (a worker stopped)")?;
-    let t = cfg.steps as usize;
-    let (d, a) = (spec.obs_dim(), spec.action_dim());
-    let obs: Vec<f32> = episodes
-        .iter()
-        .flat_map(|e| e.obs.iter().copied())
-        .collect();
-    let acts: Vec<f32> = episodes
-        .iter()
-        .flat_map(|e| e.actions.iter().copied())
-        .collect();
-    let seeds: Vec<i64> = episodes.iter().map(|e| e.seed as i64).collect();
-    let obs_t = tch::Tensor::from_slice(&obs).f_reshape([n as i64, t as i64 + 1, d as i64])?;
-    let act_t = tch::Tensor::from_slice(&acts).f_reshape([n as i64, t as i64, a as i64])?;
-    let seed_t = tch::Tensor::from_slice(&seeds);
-    let data_path = out.join("data.safetensors");
-    tch::Tensor::write_safetensors(
-        &[("obs", &obs_t), ("actions", &act_t), ("seeds", &seed_t)],
-        &data_path,
-    )
-    .with_context(|| format!("writing {}", data_path.display()))?;
-    let meta = DatasetMeta {
-        format: FORMAT.into(),
-        scenario: scenario.clone(),
-        obs_names: spec.obs_names.clone(),
-        action_low: spec.action_low.clone(),
-        action_high: spec.action_high.clone(),
-        episodes: cfg.episodes,
-        steps: cfg.steps,
-        collect: cfg.clone(),
-        seed_range: (crate::seeds::COLLECTION.start, crate::seeds::COLLECTION.end),
-        planner_episodes: (0..cfg.episodes)
-            .filter(|&i| cfg.is_planner_episode(i))
-            .collect(),
-    };
-    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
-    Ok(meta)
+        .context("an episode is missing (a worker stopped)")
 }

@@ -5,6 +5,7 @@
 //! `zplan-models` (world models on libtorch) and `zplan-planner` (CEM-family planners, MPC).
 pub mod bench;
 pub mod collect;
+pub mod dataset;
 pub mod info;
 pub mod plots;
 pub mod report;

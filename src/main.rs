@@ -101,6 +101,10 @@ struct CollectArgs {
     /// Noise added to planned actions (fraction of the half range).
     #[arg(long, default_value_t = 0.2)]
     planner_noise: f32,
+    /// Episodes per chunk file (default: as many as fit in about 64 MiB). Collection holds
+    /// one chunk in memory at a time.
+    #[arg(long)]
+    chunk_episodes: Option<u64>,
 }
 
 impl CollectArgs {
@@ -328,9 +332,16 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
         let spec = sc.spec();
         println!("scenario {} ({})", file.display(), spec.kind);
         println!(
-            "  observation ({}): {}",
-            spec.obs_dim(),
-            spec.obs_names.join(", ")
+            "  observation ({} fields):",
+            spec.observation.fields().len()
+        );
+        for f in spec.observation.fields() {
+            println!("    {f}");
+        }
+        println!(
+            "  true state ({}, simulator-backed model and dataset labels only): {}",
+            spec.state_dim(),
+            spec.state_names.join(", ")
         );
         println!(
             "  action ({}): low {:?} high {:?}",
@@ -450,6 +461,7 @@ fn main() -> Result<()> {
                 scale: a.scale,
                 action_repeat: a.action_repeat,
                 planner_fraction: a.planner_fraction,
+                chunk_episodes: a.chunk_episodes,
                 planner: a.planner_driven()?,
                 workers: a.workers.unwrap_or_else(|| {
                     std::thread::available_parallelism()
@@ -466,13 +478,20 @@ fn main() -> Result<()> {
             );
             let meta = zplan::collect::collect(&sc, &cfg, &a.out, true)?;
             println!(
-                "wrote {} episodes x {} steps ({} obs fields, {} actions) to {}",
+                "wrote {} episodes x {} steps ({}; {} actions) in {} chunks to {}",
                 meta.episodes,
                 meta.steps,
-                meta.obs_names.len(),
+                meta.observation
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
                 meta.action_low.len(),
+                meta.chunks.len(),
                 a.out.display()
             );
+            if let Some(mib) = meta.peak_rss_mib {
+                println!("peak memory: {mib:.0} MiB");
+            }
         }
         Command::Train(a) => {
             let cfg = a.config();
@@ -529,7 +548,16 @@ fn main() -> Result<()> {
                     let sc = zplan_sim::ScenarioConfig::load(&p)?;
                     zplan_models::load_model(&spec, &sc, device)?
                 }
-                (None, Some(o), Some(a)) => zplan_models::load_model_for(&spec, &o, a, device)?,
+                (None, Some(o), Some(a)) => {
+                    let field = zplan_models::FieldSpec {
+                        name: zplan_obs::STATE.to_string(),
+                        dtype: zplan_models::Dtype::F32,
+                        shape: o.iter().map(|&d| d.max(0) as usize).collect(),
+                        names: Vec::new(),
+                    };
+                    let obs = zplan_models::ObsSpec::new(vec![field])?;
+                    zplan_models::load_model_for(&spec, &obs, a, device)?
+                }
                 _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
             };
             let r = zplan_models::inspect(m.as_ref(), batch, horizon)?;

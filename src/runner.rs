@@ -106,6 +106,66 @@ struct EntryCtx {
     entry: crate::suite::Entry,
 }
 
+/// What the robot observes now, with the true state attached for the simulator-backed model
+/// alone (the oracle): every other model sees only the scenario's observation fields.
+fn observe(env: &dyn Env, model: &dyn WorldModel) -> zplan_sim::Observation {
+    let obs = env.observe();
+    if model.needs_true_state() {
+        obs.with_true_state(env.state())
+    } else {
+        obs
+    }
+}
+
+/// The goal observation, with the goal's true state attached for the simulator-backed model.
+fn goal_observation(env: &dyn Env, model: &dyn WorldModel) -> zplan_sim::Observation {
+    let obs = env.goal_observation();
+    if model.needs_true_state() {
+        obs.with_true_state(env.goal_state())
+    } else {
+        obs
+    }
+}
+
+/// Height of a filmstrip frame in pixels.
+const FRAME: u32 = 160;
+
+/// A filmstrip frame: the top-down view with the goal marker, and below it, when the robot
+/// has a camera, what it saw (the newest frame of its image observation, scaled up).
+fn film_frame(env: &dyn Env) -> Image {
+    let top = env.render(FRAME, FRAME);
+    let spec = &env.spec().observation;
+    let (Some(f), Some(pixels)) = (
+        spec.field(zplan_obs::IMAGE),
+        env.observe().u8(zplan_obs::IMAGE).map(<[u8]>::to_vec),
+    ) else {
+        return top;
+    };
+    let (c, h, w) = (f.shape[0], f.shape[1], f.shape[2]);
+    let plane = h * w;
+    // The newest frame is the last 3 channels.
+    let newest = &pixels[(c - 3) * plane..c * plane];
+    let scale = (FRAME as usize / w.max(h)).max(1);
+    let (sw, sh) = (w * scale, h * scale);
+    let mut rgb = top.rgb.clone();
+    rgb.extend(std::iter::repeat_n(255u8, FRAME as usize * sh * 3));
+    let x0 = (FRAME as usize - sw.min(FRAME as usize)) / 2;
+    for y in 0..sh {
+        for x in 0..sw.min(FRAME as usize) {
+            let k = (y / scale) * w + x / scale;
+            let o = ((FRAME as usize + y) * FRAME as usize + x0 + x) * 3;
+            for ch in 0..3 {
+                rgb[o + ch] = newest[ch * plane + k];
+            }
+        }
+    }
+    Image {
+        width: FRAME,
+        height: FRAME + sh as u32,
+        rgb,
+    }
+}
+
 /// Runs one closed-loop episode. The planner sees only observations (through the model's
 /// encoder); the simulator's success predicate and distance are recorded, never acted upon.
 fn run_episode(
@@ -125,7 +185,7 @@ fn run_episode(
         .build(bounds, ctx.entry.energy.clone(), seed)?;
     let planner_name = planner.name().to_string();
     let mut mpc = Mpc::new(ctx.model.clone(), planner, ctx.entry.mpc.clone())?;
-    mpc.reset_episode(&env.goal_observation(), seed)?;
+    mpc.reset_episode(&goal_observation(env.as_ref(), ctx.model.as_ref()), seed)?;
     let max_steps = ctx.entry.max_steps.unwrap_or(spec.max_steps);
     let mut plan_ms = Vec::new();
     let mut rollouts = 0u64;
@@ -135,10 +195,10 @@ fn run_episode(
     let frame_every = (max_steps / 7).max(1);
     let mut frames = frames_out;
     if let Some(f) = frames.as_deref_mut() {
-        f.push(env.render(160, 160));
+        f.push(film_frame(env.as_ref()));
     }
     while env.steps() < max_steps {
-        let step = mpc.next_actions(&env.observe())?;
+        let step = mpc.next_actions(&observe(env.as_ref(), ctx.model.as_ref()))?;
         plan_ms.push(step.plan_time.as_secs_f64() * 1000.0);
         rollouts += step.output.rollouts;
         deadline_hits += step.output.hit_deadline as u32;
@@ -153,7 +213,7 @@ fn run_episode(
             }
             if let Some(f) = frames.as_deref_mut() {
                 if env.steps() % frame_every == 0 || env.steps() == max_steps {
-                    f.push(env.render(160, 160));
+                    f.push(film_frame(env.as_ref()));
                 }
             }
         }

@@ -14,7 +14,7 @@
 //! forces the latent to keep what actions change. Observation normalisation statistics come
 //! from the training split and are saved with the weights.
 
-use crate::collect::{DatasetMeta, FORMAT};
+use crate::collect::{DatasetMeta, FORMAT, FORMAT_V1};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -159,23 +159,92 @@ pub struct Dataset {
     pub actions: Tensor,
 }
 
-/// Loads `DIR/meta.json` and `DIR/data.safetensors` and checks them against each other (shapes,
-/// finiteness, the scenario's sizes); every problem names the file and what was expected.
+/// Loads a dataset for state-vector training: its `meta.json` and either its chunks (format
+/// v2: the observed `state` field of every chunk, each chunk checked, see
+/// [`crate::dataset::read_chunk`]) or `data.safetensors` (format v1), checked against each
+/// other (shapes, finiteness, the scenario's sizes); every problem names the file and what was
+/// expected.
 pub fn load_dataset(dir: &Path) -> Result<Dataset> {
     let meta_path = dir.join("meta.json");
-    let data_path = dir.join("data.safetensors");
     let meta: DatasetMeta = serde_json::from_str(
         &std::fs::read_to_string(&meta_path)
             .with_context(|| format!("reading {}", meta_path.display()))?,
     )
     .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))?;
-    if meta.format != FORMAT {
+    match meta.format.as_str() {
+        FORMAT => load_chunked(dir, meta),
+        FORMAT_V1 => load_v1(dir, meta),
+        other => bail!(
+            "{}: format `{other}`, expected `{FORMAT}` (or the older `{FORMAT_V1}`)",
+            meta_path.display()
+        ),
+    }
+}
+
+/// Format v2: concatenates the observed state vectors of every chunk.
+fn load_chunked(dir: &Path, meta: DatasetMeta) -> Result<Dataset> {
+    let meta_path = dir.join("meta.json");
+    let spec = meta.scenario.spec();
+    let obs_spec = meta
+        .observation
+        .clone()
+        .with_context(|| format!("{}: no `observation` spec", meta_path.display()))?;
+    if obs_spec != spec.observation {
         bail!(
-            "{}: format `{}`, expected `{FORMAT}`",
+            "{}: observation {obs_spec} does not match the scenario's {} (mismatched scenario)",
             meta_path.display(),
-            meta.format
+            spec.observation
         );
     }
+    if obs_spec.field(zplan_obs::STATE).is_none() {
+        bail!(
+            "{}: the data observes {obs_spec}, with no `state` field: `zplan train` trains on \
+             state vectors (collect from a scenario with `observation: (state: true, ..)`)",
+            meta_path.display()
+        );
+    }
+    if meta.chunks.is_empty() {
+        bail!("{}: lists no chunks", meta_path.display());
+    }
+    let (s_dim, a_dim, t) = (spec.state_dim(), spec.action_dim(), meta.steps as usize);
+    let mut expected_first = 0;
+    let mut obs = Vec::new();
+    let mut actions = Vec::new();
+    for c in &meta.chunks {
+        if c.first_episode != expected_first || c.episodes == 0 {
+            bail!(
+                "{}: chunk `{}` starts at episode {} with {} episodes, expected to start at {expected_first}",
+                meta_path.display(),
+                c.file,
+                c.first_episode,
+                c.episodes
+            );
+        }
+        expected_first += c.episodes;
+        let chunk = crate::dataset::read_chunk(dir, c, &obs_spec, s_dim, a_dim, t)?;
+        let state = chunk
+            .field(zplan_obs::STATE)
+            .map(|t| t.shallow_clone())
+            .context("state field")?;
+        obs.push(state);
+        actions.push(chunk.actions);
+    }
+    if expected_first != meta.episodes {
+        bail!(
+            "{}: the chunks hold {expected_first} episodes, `episodes` says {}",
+            meta_path.display(),
+            meta.episodes
+        );
+    }
+    let obs = Tensor::f_cat(&obs, 0)?;
+    let actions = Tensor::f_cat(&actions, 0)?;
+    Ok(Dataset { meta, obs, actions })
+}
+
+/// Format v1: one `data.safetensors` with `obs [N, T+1, D]`.
+fn load_v1(dir: &Path, meta: DatasetMeta) -> Result<Dataset> {
+    let meta_path = dir.join("meta.json");
+    let data_path = dir.join("data.safetensors");
     let tensors = Tensor::read_safetensors(&data_path)
         .with_context(|| format!("reading {}", data_path.display()))?;
     let get = |name: &str| -> Result<Tensor> {
@@ -188,13 +257,13 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
     let obs = get("obs")?;
     let actions = get("actions")?;
     let spec = meta.scenario.spec();
-    let (d, a) = (spec.obs_dim() as i64, spec.action_dim() as i64);
-    if meta.obs_names != spec.obs_names {
+    let (d, a) = (spec.state_dim() as i64, spec.action_dim() as i64);
+    if meta.obs_names != spec.state_names {
         bail!(
             "{}: observation fields {:?} do not match the scenario's {:?} (mismatched scenario)",
             meta_path.display(),
             meta.obs_names,
-            spec.obs_names
+            spec.state_names
         );
     }
     let os = obs.size();

@@ -27,6 +27,7 @@ fn small_collect(episodes: u64, steps: u32) -> CollectConfig {
         workers: 2,
         planner_fraction: 0.0,
         planner: None,
+        chunk_episodes: None,
     }
 }
 
@@ -57,7 +58,8 @@ fn collection_is_deterministic_and_uses_collection_seeds() {
     assert_eq!(da.obs.size(), vec![6, 13, 2]); // two_rooms observes [x, y]
     assert_eq!(da.actions.size(), vec![6, 12, 2]);
     assert!(da.obs.equal(&db.obs) && da.actions.equal(&db.actions));
-    let seeds = Tensor::read_safetensors(tmp.path().join("a/data.safetensors"))
+    assert_eq!(a.chunks.len(), 1);
+    let seeds = Tensor::read_safetensors(tmp.path().join("a").join(&a.chunks[0].file))
         .unwrap()
         .into_iter()
         .find(|(n, _)| n == "seeds")
@@ -109,8 +111,8 @@ fn training_lowers_validation_loss_without_collapse_and_round_trips() {
         .narrow(0, 0, 5)
         .unsqueeze(0)
         .repeat([8, 1, 1]);
-    let za = a.encode(&obs).unwrap();
-    let zb = b.encode(&obs).unwrap();
+    let za = a.encode_state(&obs).unwrap();
+    let zb = b.encode_state(&obs).unwrap();
     assert!(za.equal(&zb));
     assert!(a
         .rollout(&za, &acts)
@@ -128,6 +130,7 @@ fn training_lowers_validation_loss_without_collapse_and_round_trips() {
     assert!(err.contains("reach") || err.contains("two_rooms"), "{err}");
 }
 
+/// Writes a dataset of the first format (one `data.safetensors`), with `meta_from`'s metadata.
 fn write_bad(dir: &Path, obs: &Tensor, actions: &Tensor, meta_from: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let (obs, actions) = (obs.contiguous(), actions.contiguous());
@@ -136,7 +139,10 @@ fn write_bad(dir: &Path, obs: &Tensor, actions: &Tensor, meta_from: &Path) {
         dir.join("data.safetensors"),
     )
     .unwrap();
-    std::fs::copy(meta_from.join("meta.json"), dir.join("meta.json")).unwrap();
+    let meta = std::fs::read_to_string(meta_from.join("meta.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    v["format"] = "zplan-dataset-v1".into();
+    std::fs::write(dir.join("meta.json"), v.to_string()).unwrap();
 }
 
 #[test]
@@ -151,6 +157,12 @@ fn bad_datasets_fail_before_training() {
     )
     .unwrap();
     let d = load_dataset(&good).unwrap();
+
+    // The first format still loads, to the same data.
+    let v1 = tmp.path().join("v1");
+    write_bad(&v1, &d.obs, &d.actions, &good);
+    let d1 = load_dataset(&v1).unwrap();
+    assert!(d1.obs.equal(&d.obs) && d1.actions.equal(&d.actions));
 
     // Wrong observation width.
     let bad = tmp.path().join("shape");
@@ -175,7 +187,11 @@ fn bad_datasets_fail_before_training() {
     // A dataset that says it is from another scenario than its data.
     let bad = tmp.path().join("scenario");
     std::fs::create_dir_all(&bad).unwrap();
-    std::fs::copy(good.join("data.safetensors"), bad.join("data.safetensors")).unwrap();
+    std::fs::copy(
+        good.join("chunk-00000.safetensors"),
+        bad.join("chunk-00000.safetensors"),
+    )
+    .unwrap();
     let meta = std::fs::read_to_string(good.join("meta.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
     v["scenario"] = serde_json::to_value(scenario("reach.ron")).unwrap();
@@ -218,7 +234,7 @@ fn planner_driven_episodes_are_mixed_in_deterministically() {
     // A planner-driven episode heads for its goal: it ends closer than it started.
     let mut env = sc.build().unwrap();
     env.reset(zplan::seeds::collection_seed(5, 1)).unwrap();
-    let g = env.goal_observation();
+    let g = env.goal_state();
     let dist = |t: i64| -> f64 {
         let o = a.obs.get(1).get(t);
         ((o.double_value(&[0]) - g[0] as f64).powi(2)
@@ -248,11 +264,11 @@ fn proprio_fields_get_their_own_latent_entries() {
     assert_eq!(model.proprio_latent(), Some(6..8));
     // Moving only the pusher changes only the proprio entries, and vice versa.
     let obs = data.obs.get(0).narrow(0, 0, 1);
-    let z = model.encode(&obs).unwrap();
+    let z = model.encode_state(&obs).unwrap();
     let changed = |field: i64| {
         let o = obs.copy();
         let _ = o.narrow(1, field, 1).f_add_scalar_(0.3).unwrap();
-        let d = (model.encode(&o).unwrap() - &z).abs().view([8]);
+        let d = (model.encode_state(&o).unwrap() - &z).abs().view([8]);
         Vec::<f32>::try_from(d).unwrap()
     };
     let d = changed(0);

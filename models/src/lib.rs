@@ -65,16 +65,16 @@ pub use inspect::{inspect, inspect_with, InspectReport};
 pub use jepa::{
     Activation, JepaConfig, JepaModel, JepaNets, JepaSidecar, Mlp, ObsNorm, TargetEncoder,
 };
-pub use obs::{state_spec, ObsBatch};
+pub use obs::{state_shape_spec, state_spec, ObsBatch};
 pub use parallel::ParallelRollout;
 #[cfg(feature = "sim")]
 pub use sim_model::SimModel;
 #[cfg(feature = "sim")]
 pub use spec::load_model;
 pub use spec::{check_fits, load_model_for, ModelSpec};
-pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};
 pub use torchscript::TorchScriptModel;
 pub use world_model::WorldModel;
+pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};
 
 #[cfg(test)]
 mod tests {

@@ -50,16 +50,16 @@ impl ObsBatch {
         Ok(self)
     }
 
-    /// Stacks `obs` (each checked against `spec`) into tensors on `device`. u8 fields stay
-    /// u8 (a quarter of the bytes to move); true states are stacked when every observation
-    /// carries one.
+    /// Stacks the fields of `spec` from `obs` (each checked against `spec`; other fields are
+    /// ignored) into tensors on `device`. u8 fields stay u8 (a quarter of the bytes to move);
+    /// true states are stacked when every observation carries one.
     ///
     /// # Errors
     /// [`ModelError::Observation`] naming the observation and field that do not fit `spec`.
     pub fn from_observations(spec: &ObsSpec, obs: &[&Observation], device: Device) -> Result<Self> {
         let b = obs.len() as i64;
         for (i, o) in obs.iter().enumerate() {
-            spec.check(o)
+            spec.check_fields(o)
                 .map_err(|error| ModelError::Observation { index: i, error })?;
         }
         let mut fields = Vec::with_capacity(spec.fields().len());
@@ -174,6 +174,25 @@ impl ObsBatch {
                 .ctx(|| format!("converting `{name}` to float32"))
         }
     }
+}
+
+/// The observation spec of one unnamed `state` field of any shape (`--obs-shape D[,D...]`).
+///
+/// # Errors
+/// [`ModelError::InvalidConfig`] for an empty shape or a dimension below 1.
+pub fn state_shape_spec(shape: &[i64]) -> Result<ObsSpec> {
+    if shape.is_empty() || shape.iter().any(|&d| d < 1) {
+        return Err(ModelError::InvalidConfig(format!(
+            "observation shape must be non-empty with positive sizes, got {shape:?}"
+        )));
+    }
+    ObsSpec::new(vec![zplan_obs::FieldSpec {
+        name: STATE.to_string(),
+        dtype: Dtype::F32,
+        shape: shape.iter().map(|&d| d as usize).collect(),
+        names: Vec::new(),
+    }])
+    .map_err(|e| ModelError::InvalidConfig(e.to_string()))
 }
 
 /// The observation spec of a model that reads one unnamed state vector of `dim` entries.

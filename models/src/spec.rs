@@ -1,8 +1,8 @@
 //! Naming a model in a suite file or on the command line, and loading it for a scenario.
 
-use crate::{DeviceChoice, JepaModel, ModelError, Result, TorchScriptModel, WorldModel};
 #[cfg(feature = "sim")]
 use crate::SimModel;
+use crate::{DeviceChoice, JepaModel, ModelError, Result, TorchScriptModel, WorldModel};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -10,9 +10,9 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use zplan_obs::ObsSpec;
 #[cfg(feature = "sim")]
 use zplan_sim::ScenarioConfig;
-use zplan_obs::ObsSpec;
 
 /// Which world model to plan with, as written in suite files (RON:
 /// `TorchScript("models/reach.pt")`, `Jepa("models/reach")`, `Sim`) and on the command line

@@ -210,7 +210,13 @@ impl TorchScriptModel {
             .map(|(n, t)| format!("{n} {}", fmt_shape(&t.size())))
             .collect();
         let input = if fields.len() == 1 {
-            IValue::Tensor(fields.into_iter().next().map(|(_, t)| t).unwrap_or_else(Tensor::new))
+            IValue::Tensor(
+                fields
+                    .into_iter()
+                    .next()
+                    .map(|(_, t)| t)
+                    .unwrap_or_default(),
+            )
         } else {
             IValue::GenericDict(
                 fields
@@ -381,7 +387,12 @@ impl WorldModel for TorchScriptModel {
         for f in self.obs_spec.fields() {
             let t = obs.float(&f.name, &self.name, self.device)?;
             let shape: Vec<i64> = f.shape.iter().map(|&d| d as i64).collect();
-            site.check_shape(&format!("observation field `{}`", f.name), &t, &[("B", b)], &shape)?;
+            site.check_shape(
+                &format!("observation field `{}`", f.name),
+                &t,
+                &[("B", b)],
+                &shape,
+            )?;
             inputs.push((f.name.clone(), t));
         }
         let z = self.call_encode(inputs)?;

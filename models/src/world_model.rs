@@ -31,6 +31,11 @@ pub trait WorldModel: Send + Sync {
     /// Encodes a batch of observations into latents `[B, *latent_shape]`. u8 fields are
     /// scaled to `[0, 1]` on the model's device ([`ObsBatch::float`]).
     fn encode(&self, obs: &ObsBatch) -> Result<Tensor>;
+    /// Encodes a batch of state vectors `[B, *shape]` (the `state` field alone): shorthand for
+    /// `encode(&ObsBatch::state(obs))`, for models that read a state vector.
+    fn encode_state(&self, obs: &Tensor) -> Result<Tensor> {
+        self.encode(&ObsBatch::state(obs.shallow_clone()))
+    }
     /// Rolls `z0` `[B, *latent_shape]` forward under `actions` `[B, H, A]`, returning
     /// `[B, H, *latent_shape]`. The result is the caller's to read (planners read CPU results
     /// in place): never a view of state that the model, or another thread, writes later.

@@ -58,7 +58,7 @@ fn forward_shapes() {
 
     let model = nets.into_model();
     assert_eq!(model.latent_shape(), &[16]);
-    let z = model.encode(&obs(3)).unwrap();
+    let z = model.encode_state(&obs(3)).unwrap();
     assert_eq!(
         model.rollout(&z, &actions(3, 7)).unwrap().size(),
         vec![3, 7, 16]
@@ -73,7 +73,7 @@ fn forward_shapes() {
 fn rollout_is_the_predictor_looped() {
     common::init();
     let model = JepaModel::new(config(), Device::Cpu).unwrap();
-    let z0 = model.encode(&obs(4)).unwrap();
+    let z0 = model.encode_state(&obs(4)).unwrap();
     let a = actions(4, 3);
     let roll = model.rollout(&z0, &a).unwrap();
     let mut z = z0;
@@ -134,8 +134,8 @@ fn save_load_round_trip_is_identical() {
     for form in ["sub/reach", "sub/reach.safetensors", "sub/reach.json"] {
         let loaded = JepaModel::load(dir.path().join(form), Device::Cpu).unwrap();
         let (z1, z2) = (
-            model.encode(&obs(3)).unwrap(),
-            loaded.encode(&obs(3)).unwrap(),
+            model.encode_state(&obs(3)).unwrap(),
+            loaded.encode_state(&obs(3)).unwrap(),
         );
         assert_eq!(bits(&z1), bits(&z2));
         let (r1, r2) = (
@@ -165,11 +165,11 @@ fn loads_through_the_world_model_trait_and_serves_threads() {
         .unwrap();
     let model: Arc<dyn WorldModel> =
         Arc::new(JepaModel::load(dir.path().join("m"), Device::Cpu).unwrap());
-    assert_eq!(model.obs_shape(), &[6]);
+    assert_eq!(model.obs_spec().fields()[0].shape, [6]);
     assert_eq!(model.action_dim(), 2);
     let want = bits(
         &model
-            .rollout(&model.encode(&obs(8)).unwrap(), &actions(8, 6))
+            .rollout(&model.encode_state(&obs(8)).unwrap(), &actions(8, 6))
             .unwrap(),
     );
     std::thread::scope(|s| {
@@ -178,7 +178,7 @@ fn loads_through_the_world_model_trait_and_serves_threads() {
             let want = want.clone();
             s.spawn(move || {
                 for _ in 0..5 {
-                    let z = model.encode(&obs(8)).unwrap();
+                    let z = model.encode_state(&obs(8)).unwrap();
                     assert_eq!(bits(&model.rollout(&z, &actions(8, 6)).unwrap()), want);
                 }
             });
@@ -192,7 +192,7 @@ fn rollout_grad_reaches_actions_not_weights() {
     let nets = JepaNets::new(config(), Device::Cpu).unwrap();
     let vars = nets.vs.trainable_variables();
     let model = nets.into_model();
-    let z0 = model.encode(&obs(2)).unwrap();
+    let z0 = model.encode_state(&obs(2)).unwrap();
     assert!(!z0.requires_grad());
     let a = actions(2, 3).set_requires_grad(true);
     assert!(!model.rollout(&z0, &a).unwrap().requires_grad());
@@ -364,13 +364,13 @@ fn bad_inputs_are_errors() {
     common::init();
     let model = JepaModel::new(config(), Device::Cpu).unwrap();
     let err = model
-        .encode(&Tensor::zeros([2, 5], (Kind::Float, Device::Cpu)))
+        .encode_state(&Tensor::zeros([2, 5], (Kind::Float, Device::Cpu)))
         .unwrap_err();
     assert!(
         err.to_string().contains("[B=2, 6]") && err.to_string().contains("[2, 5]"),
         "{err}"
     );
-    let z = model.encode(&obs(2)).unwrap();
+    let z = model.encode_state(&obs(2)).unwrap();
     assert!(model.rollout(&z, &actions(3, 2)).is_err());
     assert!(model.rollout(&z.select(1, 0), &actions(2, 2)).is_err());
     let err = JepaNets::new(

@@ -29,7 +29,7 @@ fn small_jepa(obs_dim: i64) -> JepaConfig {
 fn sim_spec() {
     let model = load_model(&ModelSpec::Sim, &push(), DeviceChoice::Auto).unwrap();
     assert_eq!(model.name(), "sim:push");
-    assert_eq!(model.obs_shape(), &[11]);
+    assert_eq!(model.obs_spec().fields()[0].shape, [11]);
     // Random states need not be valid push states: inspect reports the simulator's error, if
     // any, rather than panicking.
     match inspect(model.as_ref(), 4, 3) {
@@ -42,7 +42,12 @@ fn sim_spec() {
     assert!(report.latent_steps_per_s > 0.0);
     eprintln!("{report}");
     assert!(matches!(
-        load_model_for(&ModelSpec::Sim, &[4], 2, DeviceChoice::Cpu),
+        load_model_for(
+            &ModelSpec::Sim,
+            &zplan_models::state_spec(4),
+            2,
+            DeviceChoice::Cpu
+        ),
         Err(ModelError::InvalidConfig(_))
     ));
 }
@@ -87,8 +92,8 @@ fn jepa_spec_checks_sizes_and_family() {
         err.to_string().contains("observation shape") && err.to_string().contains("[6]"),
         "{err}"
     );
-    assert!(load_model_for(&spec, &[6], 2, DeviceChoice::Cpu).is_ok());
-    assert!(load_model_for(&spec, &[6], 3, DeviceChoice::Cpu).is_err());
+    assert!(load_model_for(&spec, &zplan_models::state_spec(6), 2, DeviceChoice::Cpu).is_ok());
+    assert!(load_model_for(&spec, &zplan_models::state_spec(6), 3, DeviceChoice::Cpu).is_err());
 }
 
 #[test]

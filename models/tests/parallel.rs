@@ -9,16 +9,25 @@ use zplan_models::{ModelError, ParallelRollout, TorchScriptModel, WorldModel};
 
 fn load(name: &str, obs: &[i64]) -> Arc<dyn WorldModel> {
     common::init();
-    Arc::new(TorchScriptModel::load(common::models_dir().join(name), obs, 2, Device::Cpu).unwrap())
+    Arc::new(
+        TorchScriptModel::load(
+            common::models_dir().join(name),
+            &zplan_models::state_shape_spec(obs).unwrap(),
+            2,
+            Device::Cpu,
+        )
+        .unwrap(),
+    )
 }
 
 fn inputs(model: &dyn WorldModel, b: i64, h: i64) -> (Tensor, Tensor) {
-    let obs_len: i64 = model.obs_shape().iter().product();
+    let field = &model.obs_spec().fields()[0];
+    let obs_len = field.numel() as i64;
     let shape: Vec<i64> = std::iter::once(b)
-        .chain(model.obs_shape().iter().copied())
+        .chain(field.shape.iter().map(|&d| d as i64))
         .collect();
     let obs = Tensor::linspace(-1.0, 1.0, b * obs_len, (Kind::Float, Device::Cpu)).reshape(shape);
-    let z0 = model.encode(&obs).unwrap();
+    let z0 = model.encode_state(&obs).unwrap();
     let actions =
         Tensor::linspace(-1.0, 1.0, b * h * 2, (Kind::Float, Device::Cpu)).reshape([b, h, 2]);
     (z0, actions)

@@ -21,7 +21,7 @@ fn starts(config: &ScenarioConfig, b: usize) -> Tensor {
     let mut rows = Vec::new();
     for seed in 0..b as u64 {
         env.reset(100 + seed).unwrap();
-        rows.extend(env.observe());
+        rows.extend(env.state());
     }
     Tensor::from_slice(&rows).reshape([b as i64, -1])
 }
@@ -50,10 +50,10 @@ fn rollout_equals_stepping_a_copy() {
             .with_threads(2)
             .unwrap();
         let a_dim = model.action_dim();
-        let z0 = model.encode(&starts(&config, 3)).unwrap();
+        let z0 = model.encode_state(&starts(&config, 3)).unwrap();
         let acts = actions(3, 5, a_dim);
         let roll = model.rollout(&z0, &acts).unwrap();
-        assert_eq!(roll.size(), vec![3, 5, model.obs_shape()[0]]);
+        assert_eq!(roll.size(), vec![3, 5, model.latent_shape()[0]]);
 
         let mut base = config.build().unwrap();
         base.reset(0).unwrap();
@@ -65,7 +65,7 @@ fn rollout_equals_stepping_a_copy() {
                 env.step(&Vec::<f32>::try_from(acts.get(b).get(t)).unwrap())
                     .unwrap();
                 let got = Vec::<f32>::try_from(roll.get(b).get(t)).unwrap();
-                assert_eq!(got, env.observe(), "{} row {b} step {t}", config.kind());
+                assert_eq!(got, env.state(), "{} row {b} step {t}", config.kind());
             }
         }
     }
@@ -127,9 +127,9 @@ fn encode_is_the_identity_and_shapes_are_checked() {
     assert_eq!(model.device(), Device::Cpu);
     assert!(!model.supports_grad());
     let obs = starts(&config, 2);
-    assert_eq!(bits(&model.encode(&obs).unwrap()), bits(&obs));
+    assert_eq!(bits(&model.encode_state(&obs).unwrap()), bits(&obs));
     assert!(matches!(
-        model.encode(&obs.narrow(1, 0, 3)),
+        model.encode_state(&obs.narrow(1, 0, 3)),
         Err(ModelError::ShapeMismatch { .. })
     ));
     let err = model.rollout(&obs, &actions(2, 3, 3)).unwrap_err();
@@ -171,7 +171,7 @@ fn simulator_errors_name_the_row_and_step() {
 fn wraps_any_env() {
     let mut env: Box<dyn Env> = ScenarioConfig::default().build().unwrap();
     env.reset(5).unwrap();
-    let obs = Tensor::from_slice(&env.observe()).reshape([1, 4]);
+    let obs = Tensor::from_slice(&env.state()).reshape([1, 4]);
     let model = SimModel::new(env);
     assert_eq!(
         model.rollout(&obs, &actions(1, 2, 2)).unwrap().size(),

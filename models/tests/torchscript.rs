@@ -21,7 +21,12 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 fn load(name: &str, obs: &[i64], action: i64) -> zplan_models::Result<TorchScriptModel> {
     common::init();
-    TorchScriptModel::load(common::models_dir().join(name), obs, action, Device::Cpu)
+    TorchScriptModel::load(
+        common::models_dir().join(name),
+        &zplan_models::state_shape_spec(obs)?,
+        action,
+        Device::Cpu,
+    )
 }
 
 #[test]
@@ -30,7 +35,7 @@ fn vector_latent_with_rollout_matches_python() {
     assert!(model.has_rollout());
     assert_eq!(model.latent_shape(), &[8]);
     let r = reference("vec_ref.safetensors");
-    let z = model.encode(&r["obs"]).unwrap();
+    let z = model.encode_state(&r["obs"]).unwrap();
     assert!(max_abs_diff(&z, &r["z"]) < 1e-5);
     let pred = model.predict(&z, &r["actions"].select(1, 0)).unwrap();
     assert!(max_abs_diff(&pred, &r["pred"]) < 1e-5);
@@ -45,7 +50,7 @@ fn token_latent_without_rollout_loops_predict_and_matches_python() {
     assert!(!model.has_rollout());
     assert_eq!(model.latent_shape(), &[3, 5]);
     let r = reference("tok_ref.safetensors");
-    let z = model.encode(&r["obs"]).unwrap();
+    let z = model.encode_state(&r["obs"]).unwrap();
     assert_eq!(z.size(), vec![5, 3, 5]);
     assert!(max_abs_diff(&z, &r["z"]) < 1e-5);
     let roll = model.rollout(&z, &r["actions"]).unwrap();
@@ -57,7 +62,7 @@ fn token_latent_without_rollout_loops_predict_and_matches_python() {
 fn inference_records_no_autograd_and_rollout_grad_does() {
     let model = load("vec.pt", &[4], 2).unwrap();
     let obs = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
-    let z = model.encode(&obs).unwrap();
+    let z = model.encode_state(&obs).unwrap();
     assert!(!z.requires_grad());
     let actions = Tensor::zeros([3, 2, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     assert!(!model.rollout(&z, &actions).unwrap().requires_grad());
@@ -73,14 +78,14 @@ fn inference_records_no_autograd_and_rollout_grad_does() {
 fn empty_horizon_and_bad_inputs() {
     let model = load("vec.pt", &[4], 2).unwrap();
     let z = model
-        .encode(&Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)))
+        .encode_state(&Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)))
         .unwrap();
     let empty = model
         .rollout(&z, &Tensor::zeros([2, 0, 2], (Kind::Float, Device::Cpu)))
         .unwrap();
     assert_eq!(empty.size(), vec![2, 0, 8]);
     let err = model
-        .encode(&Tensor::zeros([2, 5], (Kind::Float, Device::Cpu)))
+        .encode_state(&Tensor::zeros([2, 5], (Kind::Float, Device::Cpu)))
         .unwrap_err();
     assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err}");
     assert!(err.to_string().contains("[B=2, 4]"), "{err}");
@@ -93,7 +98,7 @@ fn empty_horizon_and_bad_inputs() {
     );
     // float64 inputs are converted, not rejected.
     assert!(model
-        .encode(&Tensor::zeros([1, 4], (Kind::Double, Device::Cpu)))
+        .encode_state(&Tensor::zeros([1, 4], (Kind::Double, Device::Cpu)))
         .is_ok());
 }
 
@@ -101,14 +106,14 @@ fn empty_horizon_and_bad_inputs() {
 fn shared_across_threads() {
     let model: Arc<dyn WorldModel> = Arc::new(load("vec.pt", &[4], 2).unwrap());
     let obs = Tensor::linspace(-1.0, 1.0, 16, (Kind::Float, Device::Cpu)).reshape([4, 4]);
-    let want = Vec::<f32>::try_from(model.encode(&obs).unwrap().reshape([-1])).unwrap();
+    let want = Vec::<f32>::try_from(model.encode_state(&obs).unwrap().reshape([-1])).unwrap();
     std::thread::scope(|s| {
         for _ in 0..4 {
             let (model, obs, want) = (model.clone(), obs.shallow_clone(), want.clone());
             s.spawn(move || {
                 for _ in 0..10 {
-                    let got =
-                        Vec::<f32>::try_from(model.encode(&obs).unwrap().reshape([-1])).unwrap();
+                    let got = Vec::<f32>::try_from(model.encode_state(&obs).unwrap().reshape([-1]))
+                        .unwrap();
                     assert_eq!(got, want);
                 }
             });
@@ -125,7 +130,13 @@ fn load_err(name: &str) -> ModelError {
 #[test]
 fn missing_file() {
     common::init();
-    let err = TorchScriptModel::load("/nonexistent/model.pt", &[4], 2, Device::Cpu).unwrap_err();
+    let err = TorchScriptModel::load(
+        "/nonexistent/model.pt",
+        &zplan_models::state_spec(4),
+        2,
+        Device::Cpu,
+    )
+    .unwrap_err();
     assert!(matches!(err, ModelError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/model.pt"), "{err}");
 }
@@ -220,11 +231,11 @@ fn invalid_sizes_are_rejected_before_loading() {
     common::init();
     let path = common::models_dir().join("vec.pt");
     assert!(matches!(
-        TorchScriptModel::load(&path, &[], 2, Device::Cpu),
+        zplan_models::state_shape_spec(&[]),
         Err(ModelError::InvalidConfig(_))
     ));
     assert!(matches!(
-        TorchScriptModel::load(&path, &[4], 0, Device::Cpu),
+        TorchScriptModel::load(&path, &zplan_models::state_spec(4), 0, Device::Cpu),
         Err(ModelError::InvalidConfig(_))
     ));
 }

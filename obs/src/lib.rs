@@ -27,7 +27,7 @@
 //!     FieldSpec::image(64, 64, 1),
 //!     FieldSpec::vector("proprio", vec!["pusher_x".into(), "pusher_y".into()]),
 //! ])?;
-//! assert_eq!(spec.to_string(), "image u8 [3, 64, 64], proprio f32 [2] (pusher_x, pusher_y)");
+//! assert_eq!(spec.to_string(), "image [3, 64, 64] u8, proprio [2] f32 (pusher_x, pusher_y)");
 //!
 //! let obs = Observation::new()
 //!     .with("image", vec![0u8; 3 * 64 * 64])
@@ -179,7 +179,7 @@ impl FieldSpec {
 
 impl fmt::Display for FieldSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.name, self.describe())?;
+        write!(f, "{} {} {}", self.name, fmt_shape(&self.shape), self.dtype)?;
         if !self.names.is_empty() {
             write!(f, " ({})", self.names.join(", "))?;
         }
@@ -221,7 +221,9 @@ impl ObsSpec {
     /// dimension, or entry names that do not match a vector's size.
     pub fn new(fields: Vec<FieldSpec>) -> Result<Self> {
         if fields.is_empty() {
-            return Err(ObsError::Spec("an observation needs at least one field".into()));
+            return Err(ObsError::Spec(
+                "an observation needs at least one field".into(),
+            ));
         }
         for (i, f) in fields.iter().enumerate() {
             if f.name.is_empty() {
@@ -286,15 +288,27 @@ impl ObsSpec {
             })?;
             check_field(f, data)?;
         }
-        if let Some((name, _)) = obs
-            .fields
-            .iter()
-            .find(|(n, _)| self.field(n).is_none())
-        {
+        if let Some((name, _)) = obs.fields.iter().find(|(n, _)| self.field(n).is_none()) {
             return Err(ObsError::Unexpected {
                 field: name.clone(),
                 spec: self.to_string(),
             });
+        }
+        Ok(())
+    }
+
+    /// Checks the fields of this spec in `obs` (present, right dtype and size, finite),
+    /// ignoring any other fields `obs` has: what a consumer that reads only these fields needs.
+    ///
+    /// # Errors
+    /// [`ObsError::Missing`], [`ObsError::Mismatch`] or [`ObsError::NonFinite`].
+    pub fn check_fields(&self, obs: &Observation) -> Result<()> {
+        for f in &self.fields {
+            let data = obs.get(&f.name).ok_or_else(|| ObsError::Missing {
+                field: f.name.clone(),
+                present: obs.names_joined(),
+            })?;
+            check_field(f, data)?;
         }
         Ok(())
     }
@@ -534,7 +548,10 @@ mod tests {
         assert!(matches!(s.check(&extra), Err(ObsError::Unexpected { .. })));
         let dtype = ok.clone().with(IMAGE, vec![0f32; 6 * 16 * 32]);
         let e = s.check(&dtype).unwrap_err().to_string();
-        assert!(e.contains("expected u8 [6, 16, 32]") && e.contains("got f32"), "{e}");
+        assert!(
+            e.contains("expected u8 [6, 16, 32]") && e.contains("got f32"),
+            "{e}"
+        );
         let nan = ok.clone().with(PROPRIO, vec![f32::NAN]);
         assert!(matches!(s.check(&nan), Err(ObsError::NonFinite { .. })));
     }

@@ -55,8 +55,11 @@ impl WorldModel for ActionBlocks {
     fn device(&self) -> Device {
         self.inner.device()
     }
-    fn obs_shape(&self) -> &[i64] {
-        self.inner.obs_shape()
+    fn obs_spec(&self) -> &zplan_models::ObsSpec {
+        self.inner.obs_spec()
+    }
+    fn needs_true_state(&self) -> bool {
+        self.inner.needs_true_state()
     }
     fn action_dim(&self) -> i64 {
         self.inner.action_dim()
@@ -67,7 +70,7 @@ impl WorldModel for ActionBlocks {
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
     }
-    fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
+    fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use zplan_models::WorldModel;
+use zplan_models::{Observation, WorldModel};
 
 /// How the controller thread plans.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,14 +164,15 @@ impl Counters {
     }
 }
 
-struct Observation {
-    obs: Vec<f32>,
+/// An observation with its arrival time.
+struct Stamped {
+    obs: Observation,
     at: Instant,
 }
 
 enum Command {
     /// New goal observation, seed, generation.
-    Goal(Vec<f32>, u64, u64),
+    Goal(Observation, u64, u64),
     Stop,
 }
 
@@ -185,8 +186,8 @@ enum Command {
 /// Typical loop, once per control period: `push_observation(&obs)`, then
 /// `latest_action()` (hold a safe action while it is `None`), then actuate.
 pub struct Controller {
-    obs_tx: Sender<Observation>,
-    obs_drain: Receiver<Observation>,
+    obs_tx: Sender<Stamped>,
+    obs_drain: Receiver<Stamped>,
     cmd_tx: Sender<Command>,
     slot: Arc<Slot>,
     counters: Arc<Counters>,
@@ -204,7 +205,7 @@ impl Controller {
         planner: &PlannerConfig,
         energy: EnergyConfig,
         bounds: ActionBounds,
-        goal_obs: &[f32],
+        goal_obs: &Observation,
         seed: u64,
         options: ControllerOptions,
     ) -> Result<Controller> {
@@ -218,7 +219,7 @@ impl Controller {
         };
         let mut mpc = Mpc::new(model, planner, mpc_config)?;
         mpc.reset_episode(goal_obs, seed)?;
-        let (obs_tx, obs_rx) = channel::bounded::<Observation>(1);
+        let (obs_tx, obs_rx) = channel::bounded::<Stamped>(1);
         let (cmd_tx, cmd_rx) = channel::unbounded::<Command>();
         let slot = Arc::new(Slot(Atomic::null()));
         let counters = Arc::new(Counters::default());
@@ -248,10 +249,10 @@ impl Controller {
 
     /// Hands the planner a new observation, replacing one it has not started on yet.
     /// Never blocks.
-    pub fn push_observation(&self, obs: &[f32]) {
+    pub fn push_observation(&self, obs: &Observation) {
         self.counters.observations.fetch_add(1, Ordering::Relaxed);
-        let mut msg = Observation {
-            obs: obs.to_vec(),
+        let mut msg = Stamped {
+            obs: obs.clone(),
             at: Instant::now(),
         };
         // bounded(1): at most a couple of rounds even if the planner takes one meanwhile.
@@ -288,11 +289,11 @@ impl Controller {
     /// Switches to a new goal (encoded on the planner thread, which also reseeds and forgets
     /// the warm start). From now on [`Controller::latest_action`] answers `None` until a plan
     /// for this goal is published, never an action planned for the old one.
-    pub fn set_goal(&self, goal_obs: &[f32], seed: u64) {
+    pub fn set_goal(&self, goal_obs: &Observation, seed: u64) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let _ = self
             .cmd_tx
-            .send(Command::Goal(goal_obs.to_vec(), seed, generation));
+            .send(Command::Goal(goal_obs.clone(), seed, generation));
     }
 
     /// Current counters.
@@ -324,7 +325,7 @@ impl Drop for Controller {
 
 struct Worker {
     mpc: Mpc,
-    obs_rx: Receiver<Observation>,
+    obs_rx: Receiver<Stamped>,
     cmd_rx: Receiver<Command>,
     slot: Arc<Slot>,
     counters: Arc<Counters>,

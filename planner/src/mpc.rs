@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
-use zplan_models::WorldModel;
+use zplan_models::{ObsBatch, Observation, WorldModel};
 
 /// Receding-horizon settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,30 +160,19 @@ impl Mpc {
         &self.model
     }
 
-    /// Encodes one observation into a latent `[1, *latent]` on the model's device.
-    pub fn encode(&self, obs: &[f32]) -> Result<Tensor> {
-        let shape = self.model.obs_shape();
-        let n: i64 = shape.iter().product();
-        if obs.len() as i64 != n {
-            return Err(PlannerError::Shape(format!(
-                "observation has {} entries, model `{}` expects {shape:?}",
-                obs.len(),
-                self.model.name()
-            )));
-        }
-        let mut full = Vec::with_capacity(shape.len() + 1);
-        full.push(1);
-        full.extend_from_slice(shape);
+    /// Encodes one observation into a latent `[1, *latent]` on the model's device. Only the
+    /// fields the model reads ([`WorldModel::obs_spec`]) are batched and moved (u8 images as
+    /// u8); an observation lacking one, or with one of the wrong size, is an error naming it.
+    pub fn encode(&self, obs: &Observation) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let t = Tensor::f_from_slice(obs)?
-            .f_view(full.as_slice())?
-            .f_to_device(self.model.device())?;
-        Ok(self.model.encode(&t)?.f_to_kind(Kind::Float)?)
+        let batch =
+            ObsBatch::from_observations(self.model.obs_spec(), &[obs], self.model.device())?;
+        Ok(self.model.encode(&batch)?.f_to_kind(Kind::Float)?)
     }
 
     /// Starts an episode: encodes and caches the goal, forgets the previous plan and reseeds
     /// the planner with `seed`, so the episode does not depend on earlier ones.
-    pub fn reset_episode(&mut self, goal_obs: &[f32], seed: u64) -> Result<()> {
+    pub fn reset_episode(&mut self, goal_obs: &Observation, seed: u64) -> Result<()> {
         let goal = self.encode(goal_obs)?;
         self.reset_episode_latent(goal, seed);
         Ok(())
@@ -205,7 +194,7 @@ impl Mpc {
 
     /// Plans from `obs` and returns the next `replan_every` control actions; the next call
     /// warm-starts from this plan shifted by them.
-    pub fn next_actions(&mut self, obs: &[f32]) -> Result<MpcStep> {
+    pub fn next_actions(&mut self, obs: &Observation) -> Result<MpcStep> {
         let executed = if self.previous.is_some() {
             self.config.replan_every
         } else {
@@ -218,7 +207,7 @@ impl Mpc {
 
     /// One control action per call; replans whenever the actions of the last plan are used
     /// up (every `replan_every` calls).
-    pub fn act(&mut self, obs: &[f32]) -> Result<Vec<f32>> {
+    pub fn act(&mut self, obs: &Observation) -> Result<Vec<f32>> {
         if self.queue.is_empty() {
             let step = self.next_actions(obs)?;
             self.queue.extend(step.actions);
@@ -233,7 +222,12 @@ impl Mpc {
     /// (for the warm start), within `budget`. `actions` holds the whole plan in control
     /// steps. The low-level entry point for callers that keep their own clock
     /// ([`crate::Controller`]).
-    pub fn plan_after(&mut self, obs: &[f32], executed: usize, budget: Budget) -> Result<MpcStep> {
+    pub fn plan_after(
+        &mut self,
+        obs: &Observation,
+        executed: usize,
+        budget: Budget,
+    ) -> Result<MpcStep> {
         let started = Instant::now();
         let z0 = self.encode(obs)?;
         let mut step = self.plan_latent(&z0, executed, budget)?;

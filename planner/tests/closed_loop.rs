@@ -65,14 +65,14 @@ fn run(setup: &Setup, episodes: u32, seed0: u64, verbose: bool) -> Outcome {
         let seed = seed0 + u64::from(ep);
         env.reset(seed).unwrap();
         mpc.reset_episode(&env.goal_observation(), seed).unwrap();
-        let start = env.observe();
+        let start = env.state();
         'episode: while !env.success() && env.steps() < spec.max_steps {
             let step = mpc.next_actions(&env.observe()).unwrap();
             if std::env::var("ZPLAN_CL_TRACE").is_ok() {
                 println!(
                     "    step {} obs {:?} energy {:.3} first {:?}",
                     env.steps(),
-                    env.observe(),
+                    env.state(),
                     step.output.best_energy,
                     step.actions[0]
                 );
@@ -104,8 +104,8 @@ fn run(setup: &Setup, episodes: u32, seed0: u64, verbose: bool) -> Outcome {
                 env.steps(),
                 env.distance_to_goal(),
                 short(&start),
-                short(&env.goal_observation()),
-                short(&env.observe())
+                short(&env.goal_state()),
+                short(&env.state())
             );
         }
     }

@@ -49,10 +49,13 @@ fn closed_loop_reaches_the_goal() {
     .build(bounds(), energy(), 1)
     .unwrap();
     let mut mpc = Mpc::new(model.clone(), planner, MpcConfig::default()).unwrap();
-    mpc.reset_episode(&GOAL, 3).unwrap();
+    mpc.reset_episode(&zplan_models::Observation::state((GOAL).to_vec()), 3)
+        .unwrap();
     let mut z = vec![0.2f32, 0.4];
     for _ in 0..8 {
-        let a = mpc.act(&z).unwrap();
+        let a = mpc
+            .act(&zplan_models::Observation::state((z).to_vec()))
+            .unwrap();
         assert!(bounds().contains(&a));
         z = model.step(&z, &a);
     }
@@ -72,11 +75,14 @@ fn replan_every_and_action_blocks() {
         ..MpcConfig::default()
     };
     let (model, mut mpc) = mpc(cfg.clone(), 3);
-    mpc.reset_episode(&GOAL, 3).unwrap();
+    mpc.reset_episode(&zplan_models::Observation::state((GOAL).to_vec()), 3)
+        .unwrap();
     let mut z = vec![0.2f32, 0.4];
     let mut calls = 0;
     for _ in 0..3 {
-        let step = mpc.next_actions(&z).unwrap();
+        let step = mpc
+            .next_actions(&zplan_models::Observation::state((z).to_vec()))
+            .unwrap();
         calls += 1;
         assert_eq!(step.actions.len(), 4);
         assert_eq!(step.output.plan.horizon, 3);
@@ -88,9 +94,11 @@ fn replan_every_and_action_blocks() {
     }
     assert_eq!(mpc.latencies().len(), calls);
     // act() replans every 4 steps.
-    mpc.reset_episode(&GOAL, 3).unwrap();
+    mpc.reset_episode(&zplan_models::Observation::state((GOAL).to_vec()), 3)
+        .unwrap();
     for _ in 0..8 {
-        mpc.act(&z).unwrap();
+        mpc.act(&zplan_models::Observation::state((z).to_vec()))
+            .unwrap();
     }
     assert_eq!(mpc.latencies().len(), 2);
     // replan_every beyond the plan is rejected.
@@ -122,8 +130,11 @@ fn warm_start_is_the_shifted_previous_plan() {
         ..MpcConfig::default()
     };
     let (_, mut mpc) = mpc(cfg, 5);
-    mpc.reset_episode(&GOAL, 3).unwrap();
-    let first = mpc.next_actions(&[0.2, 0.4]).unwrap();
+    mpc.reset_episode(&zplan_models::Observation::state((GOAL).to_vec()), 3)
+        .unwrap();
+    let first = mpc
+        .next_actions(&zplan_models::Observation::state(([0.2, 0.4]).to_vec()))
+        .unwrap();
     // Rebuild with zero iterations but keep the previous plan: the output is the warm start.
     let prev = first.output.plan.clone();
     let planner = cem(5).build(bounds(), energy(), 1).unwrap();
@@ -147,11 +158,14 @@ fn warm_start_is_the_shifted_previous_plan() {
 fn episodes_do_not_depend_on_earlier_episodes() {
     let (model, mut mpc) = mpc(MpcConfig::default(), 4);
     let run = |mpc: &mut Mpc, seed| {
-        mpc.reset_episode(&GOAL, seed).unwrap();
+        mpc.reset_episode(&zplan_models::Observation::state((GOAL).to_vec()), seed)
+            .unwrap();
         let mut z = vec![0.0f32, 0.0];
         let mut bits = Vec::new();
         for _ in 0..4 {
-            let a = mpc.act(&z).unwrap();
+            let a = mpc
+                .act(&zplan_models::Observation::state((z).to_vec()))
+                .unwrap();
             bits.extend(a.iter().map(|x| x.to_bits()));
             z = model.step(&z, &a);
         }
@@ -166,8 +180,17 @@ fn episodes_do_not_depend_on_earlier_episodes() {
 #[test]
 fn observation_shape_is_checked() {
     let (_, mut mpc) = mpc(MpcConfig::default(), 4);
-    assert!(mpc.reset_episode(&[0.0, 0.0, 0.0], 0).is_err());
-    assert!(mpc.next_actions(&[0.0, 0.0]).is_err(), "no goal yet");
+    assert!(mpc
+        .reset_episode(
+            &zplan_models::Observation::state(([0.0, 0.0, 0.0]).to_vec()),
+            0
+        )
+        .is_err());
+    assert!(
+        mpc.next_actions(&zplan_models::Observation::state(([0.0, 0.0]).to_vec()))
+            .is_err(),
+        "no goal yet"
+    );
 }
 
 #[test]
@@ -192,7 +215,7 @@ fn controller_tracks_the_goal_in_real_time_and_stops_cleanly() {
         &planner,
         energy(),
         bounds(),
-        &GOAL,
+        &zplan_models::Observation::state((GOAL).to_vec()),
         7,
         options,
     )
@@ -207,7 +230,7 @@ fn controller_tracks_the_goal_in_real_time_and_stops_cleanly() {
     let ticks = 40u32;
     let start = Instant::now();
     for k in 0..ticks {
-        ctl.push_observation(&z);
+        ctl.push_observation(&zplan_models::Observation::state((z).to_vec()));
         if let Some(a) = ctl.latest_action() {
             assert!(bounds().contains(&a));
             z = model.step(&z, &a);
@@ -265,7 +288,7 @@ fn controller_calls_never_wait_for_the_planner() {
         &cem(3),
         energy(),
         bounds(),
-        &GOAL,
+        &zplan_models::Observation::state((GOAL).to_vec()),
         1,
         options,
     )
@@ -274,7 +297,7 @@ fn controller_calls_never_wait_for_the_planner() {
     let started = Instant::now();
     for _ in 0..20 {
         let t = Instant::now();
-        ctl.push_observation(&[0.0, 0.0]);
+        ctl.push_observation(&zplan_models::Observation::state(([0.0, 0.0]).to_vec()));
         let _ = ctl.latest_action();
         worst = worst.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(10));
@@ -295,14 +318,17 @@ fn controller_switches_goals_and_reports_errors() {
         &cem(3),
         energy(),
         bounds(),
-        &GOAL,
+        &zplan_models::Observation::state((GOAL).to_vec()),
         7,
         ControllerOptions::default(),
     )
     .unwrap();
-    ctl.set_goal(&[1.0, 2.0, 3.0], 1); // wrong size: an error on the planner thread
-    ctl.set_goal(&[-0.5, 0.5], 1);
-    ctl.push_observation(&[0.0, 0.0]);
+    ctl.set_goal(
+        &zplan_models::Observation::state(([1.0, 2.0, 3.0]).to_vec()),
+        1,
+    ); // wrong size: an error on the planner thread
+    ctl.set_goal(&zplan_models::Observation::state(([-0.5, 0.5]).to_vec()), 1);
+    ctl.push_observation(&zplan_models::Observation::state(([0.0, 0.0]).to_vec()));
     let deadline = Instant::now() + Duration::from_secs(5);
     while ctl.latest_action().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
@@ -322,7 +348,7 @@ fn controller_switches_goals_and_reports_errors() {
         &cem(3),
         energy(),
         bounds(),
-        &[0.0],
+        &zplan_models::Observation::state(([0.0]).to_vec()),
         0,
         ControllerOptions::default()
     )

@@ -395,8 +395,8 @@ fn gradient_needs_a_differentiable_model() {
         fn device(&self) -> tch::Device {
             tch::Device::Cpu
         }
-        fn obs_shape(&self) -> &[i64] {
-            zplan_models::WorldModel::obs_shape(&self.0)
+        fn obs_spec(&self) -> &zplan_models::ObsSpec {
+            zplan_models::WorldModel::obs_spec(&self.0)
         }
         fn action_dim(&self) -> i64 {
             2
@@ -404,7 +404,7 @@ fn gradient_needs_a_differentiable_model() {
         fn latent_shape(&self) -> &[i64] {
             zplan_models::WorldModel::latent_shape(&self.0)
         }
-        fn encode(&self, obs: &tch::Tensor) -> zplan_models::Result<tch::Tensor> {
+        fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<tch::Tensor> {
             zplan_models::WorldModel::encode(&self.0, obs)
         }
         fn rollout(&self, z0: &tch::Tensor, a: &tch::Tensor) -> zplan_models::Result<tch::Tensor> {

@@ -1,5 +1,7 @@
 //! Writes a top-down PNG of every scenario file given on the command line (after a reset and a
-//! few steps), next to the output folder given first.
+//! few steps), next to the output folder given first; for scenarios with a camera also what the
+//! robot sees (`<name>_camera.png`, the newest frame, scaled 4×) and the goal image
+//! (`<name>_goal_camera.png`).
 //!
 //! ```text
 //! cargo run -p zplan-sim --example render_scenarios -- /tmp/out scenarios/*.ron
@@ -27,6 +29,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let path = out.join(format!("{stem}.png"));
         env.render(256, 256).save_png(&path)?;
         println!("{}", path.display());
+        if let Some(f) = env.spec().observation.field("image") {
+            let (c, h, w) = (f.shape[0], f.shape[1] as u32, f.shape[2] as u32);
+            for (suffix, obs) in [
+                ("camera", env.observe()),
+                ("goal_camera", env.goal_observation()),
+            ] {
+                let pixels = obs.u8("image").unwrap_or_default();
+                let img = zplan_sim::Image::from_chw(pixels, w, h, c / 3 - 1, 4)?;
+                let path = out.join(format!("{stem}_{suffix}.png"));
+                img.save_png(&path)?;
+                println!("{}", path.display());
+            }
+        }
     }
     Ok(())
 }

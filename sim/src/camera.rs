@@ -130,14 +130,17 @@ impl Camera {
     /// Draws a disc.
     pub(crate) fn disc(&self, frame: &mut [u8], c: [f32; 2], r: f32, color: [u8; 3]) {
         let bbox = [c[0] - r, c[1] - r, c[0] + r, c[1] + r];
-        self.shade(frame, bbox, color, |p| {
-            (p[0] - c[0]).hypot(p[1] - c[1]) - r
-        });
+        self.shade(frame, bbox, color, |p| (p[0] - c[0]).hypot(p[1] - c[1]) - r);
     }
 
     /// Draws an oriented rectangle.
     pub(crate) fn rect(&self, frame: &mut [u8], r: &Rect, color: [u8; 3]) {
-        let mut bbox = [f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        let mut bbox = [
+            f32::INFINITY,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NEG_INFINITY,
+        ];
         for c in r.corners() {
             bbox = [
                 bbox[0].min(c[0]),

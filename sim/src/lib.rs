@@ -88,14 +88,14 @@ pub mod two_rooms;
 mod validate;
 
 pub use common::Region;
-pub use observation::{ImageConfig, ObservationConfig};
-pub use zplan_obs::{self as obs, Dtype, FieldData, FieldSpec, ObsSpec, Observation};
 pub use config::{Scenario, ScenarioConfig};
 pub use env::{Env, EnvSpec, Image, Snapshot, StepInfo};
 pub use error::{Result, SimError};
+pub use observation::{ImageConfig, ObservationConfig};
 pub use push::{BlockShape, GoalPusher, Push, PushConfig};
 pub use reach::{Reach, ReachConfig};
 pub use two_rooms::{DoorCenter, TwoRooms, TwoRoomsConfig, WallSegment};
+pub use zplan_obs::{self as obs, Dtype, FieldData, FieldSpec, ObsSpec, Observation};
 
 /// The Rapier version this crate simulates with, re-exported so benchmarks and tools can step
 /// [`physics::clone_world`] copies of a scenario's world with exactly the same engine.

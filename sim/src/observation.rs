@@ -229,9 +229,8 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let names = vec!["a".to_string()];
-        let err = |c: ObservationConfig, p: Option<&[String]>| {
-            c.validate(p).unwrap_err().to_string()
-        };
+        let err =
+            |c: ObservationConfig, p: Option<&[String]>| c.validate(p).unwrap_err().to_string();
         let none = ObservationConfig {
             state: false,
             ..Default::default()
@@ -275,7 +274,7 @@ mod tests {
         let s = c.spec(&["x".into()], Some(&["p".into()]));
         assert_eq!(
             s.to_string(),
-            "state f32 [1] (x), image u8 [6, 16, 32], proprio f32 [1] (p)"
+            "state [1] f32 (x), image [6, 16, 32] u8, proprio [1] f32 (p)"
         );
     }
 

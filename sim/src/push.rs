@@ -19,10 +19,10 @@
 //! `distance_to_goal` = position error + `yaw_scale` x |yaw error|.
 
 use crate::camera::Camera;
-use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::common::{self, Counters, Region};
 use crate::config::Scenario;
 use crate::geometry::{wrap_angle, Rect};
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::physics::{clone_world, new_world, WorldState};
 use crate::render::{palette, Canvas};
 use crate::validate;
@@ -569,7 +569,11 @@ impl Push {
 
     /// The proprioceptive part of a state vector: the pusher's entries (the first 2 or 4).
     fn proprio(&self, state: &[f32]) -> Vec<f32> {
-        let n = if self.layout.config.observe_velocity { 4 } else { 2 };
+        let n = if self.layout.config.observe_velocity {
+            4
+        } else {
+            2
+        };
         state[..n].to_vec()
     }
 

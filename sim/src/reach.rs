@@ -14,8 +14,8 @@
 
 use crate::camera::Camera;
 use crate::common::{self, Counters};
-use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::config::Scenario;
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::physics::{clone_world, new_world, WorldState};
 use crate::render::{palette, Canvas};
 use crate::validate;

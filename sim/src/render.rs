@@ -216,6 +216,43 @@ impl Image {
         writer.finish().map_err(|e| err(e.to_string()))
     }
 
+    /// The RGB frame `k` of a channel-major observation image `[3 × frames, height, width]`
+    /// (as [`crate::Env::observe`] returns in its `image` field), as an RGB image; `scale`
+    /// repeats every pixel `scale × scale` times (nearest neighbour), for viewing.
+    ///
+    /// # Errors
+    /// [`SimError::InvalidConfig`] when `chw` is too short for frame `k`, or a size is 0.
+    pub fn from_chw(chw: &[u8], width: u32, height: u32, k: usize, scale: u32) -> Result<Image> {
+        let (w, h) = (width as usize, height as usize);
+        let plane = w * h;
+        if plane == 0 || scale == 0 || chw.len() < 3 * plane * (k + 1) {
+            return Err(SimError::invalid(
+                "image",
+                format!(
+                    "{} bytes cannot hold frame {k} of {width}x{height} RGB (scale {scale})",
+                    chw.len()
+                ),
+            ));
+        }
+        let s = scale as usize;
+        let frame = &chw[3 * plane * k..3 * plane * (k + 1)];
+        let (sw, sh) = (w * s, h * s);
+        let mut rgb = vec![0u8; sw * sh * 3];
+        for y in 0..sh {
+            for x in 0..sw {
+                let src = (y / s) * w + x / s;
+                for c in 0..3 {
+                    rgb[(y * sw + x) * 3 + c] = frame[c * plane + src];
+                }
+            }
+        }
+        Ok(Image {
+            width: sw as u32,
+            height: sh as u32,
+            rgb,
+        })
+    }
+
     /// The RGB value of pixel `(x, y)` (`y = 0` is the top row).
     ///
     /// # Panics

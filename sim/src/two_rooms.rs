@@ -17,9 +17,9 @@
 
 use crate::camera::Camera;
 use crate::common::{self, Counters, Region};
-use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::config::Scenario;
 use crate::geometry::{clearance, Grid, Rect};
+use crate::observation::{stack_frames, History, ObservationConfig};
 use crate::physics::{clone_world, new_world, WorldState};
 use crate::render::{palette, Canvas};
 use crate::validate;
@@ -915,7 +915,6 @@ impl Env for TwoRooms {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -32,11 +32,7 @@ fn same_seed_same_actions_bit_identical() {
         let ta = trajectory(a.as_mut(), 5, &acts);
         let tb = trajectory(b.as_mut(), 5, &acts);
         assert_eq!(ta, tb, "{name}: trajectories differ");
-        assert_eq!(
-            bits(&a.goal_state()),
-            bits(&b.goal_state()),
-            "{name}"
-        );
+        assert_eq!(bits(&a.goal_state()), bits(&b.goal_state()), "{name}");
         // Different seeds give different episodes.
         let tc = trajectory(b.as_mut(), 6, &acts);
         assert_ne!(ta[0], tc[0], "{name}: seeds 5 and 6 start identically");
@@ -88,11 +84,7 @@ fn snapshot_restore_continues_bit_identically() {
             })
             .collect();
         assert_eq!(want, third, "{name}: restore into a fresh env diverged");
-        assert_eq!(
-            bits(&other.goal_state()),
-            bits(&env.goal_state()),
-            "{name}"
-        );
+        assert_eq!(bits(&other.goal_state()), bits(&env.goal_state()), "{name}");
     }
 }
 

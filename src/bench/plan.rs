@@ -31,7 +31,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+use zplan_models::{Dtype, FieldSpec, ObsBatch, ObsSpec, Observation};
 use zplan_models::{JepaConfig, JepaModel, ModelSpec, WorldModel};
+use zplan_obs::STATE;
 use zplan_planner::{
     ActionBounds, Budget, CemConfig, EnergyConfig, GradientConfig, ICemConfig, MppiConfig,
     PlannerConfig,
@@ -186,10 +188,10 @@ pub struct PlanSetup {
     pub model: Arc<dyn WorldModel>,
     /// The network sizes when the model is a native JEPA model (enables FLOP counting).
     pub jepa: Option<JepaConfig>,
-    /// Start observation `[1, *obs_shape]`, encoded inside every timed plan.
-    pub start_obs: Tensor,
-    /// Goal observation `[1, *obs_shape]`, encoded once.
-    pub goal_obs: Tensor,
+    /// Start observation (a batch of one), encoded inside every timed plan.
+    pub start_obs: ObsBatch,
+    /// Goal observation (a batch of one), encoded once.
+    pub goal_obs: ObsBatch,
     /// Action bounds.
     pub bounds: ActionBounds,
     /// Threads rolling out candidate groups in parallel (`model` is then a
@@ -385,31 +387,39 @@ impl fmt::Display for PlanBenchReport {
 /// Unloadable models, missing or inconsistent sizes.
 pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
     let device = args.device;
-    let (obs_shape, action_dim, scenario) = match (&args.scenario, &args.obs_shape, args.action_dim)
+    let (obs_spec, action_dim, scenario) = match (&args.scenario, &args.obs_shape, args.action_dim)
     {
         (Some(path), _, _) => {
             let sc = zplan_sim::ScenarioConfig::load(path)
                 .with_context(|| format!("loading scenario {}", path.display()))?;
             let spec = sc.spec();
-            (
-                vec![spec.obs_dim() as i64],
-                spec.action_dim() as i64,
-                Some(sc),
-            )
+            (spec.observation.clone(), spec.action_dim() as i64, Some(sc))
         }
-        (None, Some(o), Some(a)) => (o.clone(), a, None),
+        (None, Some(o), Some(a)) => {
+            if o.iter().any(|&d| d < 1) || a < 1 {
+                bail!("observation sizes and the action size must be positive");
+            }
+            let field = FieldSpec {
+                name: STATE.to_string(),
+                dtype: Dtype::F32,
+                shape: o.iter().map(|&d| d as usize).collect(),
+                names: Vec::new(),
+            };
+            (ObsSpec::new(vec![field])?, a, None)
+        }
         _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
     };
-    if obs_shape.iter().any(|&d| d < 1) || action_dim < 1 {
-        bail!("observation sizes and the action size must be positive");
+    if action_dim < 1 {
+        bail!("the action size must be positive");
     }
     let context = || format!("loading model `{}`", args.model);
     let mut jepa = None;
     let model: Arc<dyn WorldModel> = if args.model == "jepa-new" {
-        if obs_shape.len() != 1 {
-            bail!("jepa-new takes vector observations; got shape {obs_shape:?}");
-        }
-        let mut cfg = JepaConfig::new(obs_shape[0], action_dim);
+        let dim = match obs_spec.field(STATE) {
+            Some(f) if f.shape.len() == 1 => f.shape[0] as i64,
+            _ => bail!("jepa-new takes a state vector observation; this one is {obs_spec}"),
+        };
+        let mut cfg = JepaConfig::new(dim, action_dim);
         if let Some(l) = args.latent_dim {
             cfg.latent_dim = l;
         }
@@ -430,13 +440,13 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
         match (&spec, &scenario) {
             (ModelSpec::Jepa(path), _) => {
                 let m = JepaModel::load(path, device.resolve()?).with_context(context)?;
-                zplan_models::check_fits(&m, &obs_shape, action_dim, "the benchmark's sizes")
+                zplan_models::check_fits(&m, &obs_spec, action_dim, "the benchmark's sizes")
                     .with_context(context)?;
                 jepa = Some(m.config());
                 Arc::new(m)
             }
             (_, Some(sc)) => zplan_models::load_model(&spec, sc, device).with_context(context)?,
-            (_, None) => zplan_models::load_model_for(&spec, &obs_shape, action_dim, device)
+            (_, None) => zplan_models::load_model_for(&spec, &obs_spec, action_dim, device)
                 .with_context(context)?,
         }
     };
@@ -453,16 +463,22 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
             let mut env = sc.build()?;
             env.reset(args.seed)?;
             let spec = env.spec().clone();
+            let (mut start, mut goal) = (env.observe(), env.goal_observation());
+            if model.needs_true_state() {
+                start = start.with_true_state(env.state());
+                goal = goal.with_true_state(env.goal_state());
+            }
             (
-                env.observe(),
-                env.goal_observation(),
+                start,
+                goal,
                 ActionBounds::new(spec.action_low, spec.action_high)?,
             )
         }
         None => {
-            let n: i64 = obs_shape.iter().product();
+            let n: usize = obs_spec.fields()[0].numel();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed ^ 0x0b5e_55ed);
-            let mut draw = || -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let mut draw =
+                || Observation::state((0..n).map(|_| rng.random_range(-1.0..1.0)).collect());
             (
                 draw(),
                 draw(),
@@ -470,17 +486,19 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
             )
         }
     };
-    let shape: Vec<i64> = std::iter::once(1)
-        .chain(obs_shape.iter().copied())
-        .collect();
-    let as_obs = |v: Vec<f32>| -> Result<Tensor> {
-        Ok(Tensor::f_from_slice(&v)?.f_reshape(shape.as_slice())?)
+    // Observations stay on the host (u8 images as u8): moving them is part of every plan.
+    let batch = |o: &Observation| -> Result<ObsBatch> {
+        Ok(ObsBatch::from_observations(
+            model.obs_spec(),
+            &[o],
+            tch::Device::Cpu,
+        )?)
     };
     Ok(PlanSetup {
-        model,
         jepa,
-        start_obs: as_obs(start)?,
-        goal_obs: as_obs(goal)?,
+        start_obs: batch(&start)?,
+        goal_obs: batch(&goal)?,
+        model,
         bounds,
         rollout_threads: args.rollout_threads.max(1),
     })
@@ -513,8 +531,11 @@ impl WorldModel for Recorder<'_> {
     fn device(&self) -> Device {
         self.inner.device()
     }
-    fn obs_shape(&self) -> &[i64] {
-        self.inner.obs_shape()
+    fn obs_spec(&self) -> &ObsSpec {
+        self.inner.obs_spec()
+    }
+    fn needs_true_state(&self) -> bool {
+        self.inner.needs_true_state()
     }
     fn action_dim(&self) -> i64 {
         self.inner.action_dim()
@@ -525,7 +546,7 @@ impl WorldModel for Recorder<'_> {
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
     }
-    fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
+    fn encode(&self, obs: &ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {

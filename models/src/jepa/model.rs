@@ -3,10 +3,10 @@
 use super::config::JepaConfig;
 use super::nets::{Frozen, JepaNets};
 use crate::{ObsBatch, Result, WorldModel};
-use zplan_obs::{ObsSpec, STATE};
 use std::path::Path;
 use std::sync::Mutex;
 use tch::{Device, Tensor};
+use zplan_obs::{ObsSpec, STATE};
 
 /// A native JEPA world model for planning: [`JepaNets`] behind the [`WorldModel`] trait.
 ///

@@ -14,6 +14,7 @@ pub struct LinearModel {
     pub d: i64,
     pub n_act: i64,
     obs_shape: Vec<i64>,
+    obs_spec: zplan_models::ObsSpec,
     /// Candidates whose first action's entry 0 exceeds this produce NaN latents.
     pub nan_above: Option<f32>,
     /// Sleep per rollout call (to test deadlines).
@@ -30,6 +31,7 @@ impl LinearModel {
             d: d as i64,
             n_act: n_act as i64,
             obs_shape: vec![d as i64],
+            obs_spec: zplan_models::state_spec(d),
             nan_above: None,
             delay: None,
         }
@@ -100,8 +102,8 @@ impl WorldModel for LinearModel {
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn obs_shape(&self) -> &[i64] {
-        &self.obs_shape
+    fn obs_spec(&self) -> &zplan_models::ObsSpec {
+        &self.obs_spec
     }
     fn action_dim(&self) -> i64 {
         self.n_act
@@ -109,8 +111,8 @@ impl WorldModel for LinearModel {
     fn latent_shape(&self) -> &[i64] {
         &self.obs_shape
     }
-    fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> {
-        Ok(obs.to_kind(Kind::Float))
+    fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
+        obs.float("state", "linear", Device::Cpu)
     }
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
         let _g = tch::no_grad_guard();
