@@ -142,6 +142,14 @@ class WrongObs(Base):
 for cls in [NoPredict, BadPredictShape, NanEncode, InfPredict, Double, BadRollout, ScalarLatent, WrongObs]:
     torch.jit.save(torch.jit.script(cls().eval()), f"{out}/{cls.__name__}.pt")
 
+# Image models (the image contract): one image field -> a tensor; image + proprio -> a dict.
+import export_cnn_example as cnn
+cnn.main(["--out", f"{out}/cnn.pt", "--image", "3,64,64", "--latent-dim", "16", "--seed", "5",
+          "--reference", f"{out}/cnn_ref.safetensors"])
+cnn.main(["--out", f"{out}/cnn_dict.pt", "--image", "3,64,64", "--proprio", "2", "--latent-dim", "16",
+          "--tokens", "4", "--seed", "6", "--reference", f"{out}/cnn_dict_ref.safetensors"])
+cnn.main(["--out", f"{out}/cnn_history2.pt", "--image", "6,64,64", "--latent-dim", "8", "--seed", "7"])
+
 # A pickled (not scripted) model and a text file: neither is TorchScript.
 torch.save(Base(), f"{out}/pickled.pt")
 with open(f"{out}/text.pt", "w") as f:
