@@ -136,7 +136,13 @@ fn planner_episode(
     let goal = env.goal_observation().with_true_state(env.goal_state());
     mpc.reset_episode(&goal, seed)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x91A9_7E4D);
-    let mut ep = EpisodeData::new(&obs_spec, seed);
+    let mut ep = EpisodeData::new(
+        &obs_spec,
+        spec.state_dim(),
+        spec.action_dim(),
+        cfg.steps as usize,
+        seed,
+    );
     record(&mut ep, &obs_spec, env.as_ref())?;
     while env.steps() < cfg.steps {
         let step = mpc.next_actions(&env.observe().with_true_state(env.state()))?;
@@ -183,7 +189,7 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
     // A random constant offset per episode widens the state coverage (not only zero-mean wiggles).
     let offsets: Vec<f32> = (0..a_dim).map(|_| rng.random_range(-0.3f32..0.3)).collect();
     let obs_spec = spec.observation.clone();
-    let mut ep = EpisodeData::new(&obs_spec, seed);
+    let mut ep = EpisodeData::new(&obs_spec, spec.state_dim(), a_dim, cfg.steps as usize, seed);
     record(&mut ep, &obs_spec, env.as_ref())?;
     let mut a = vec![0f32; a_dim];
     for t in 0..cfg.steps as usize {

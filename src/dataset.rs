@@ -22,6 +22,7 @@
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype as StDtype, SafeTensors};
+
 use std::path::{Path, PathBuf};
 use zplan_obs::{Dtype, ObsSpec};
 
@@ -81,14 +82,31 @@ pub struct EpisodeData {
 }
 
 impl EpisodeData {
-    /// An empty episode for `spec`'s fields.
-    pub fn new(spec: &ObsSpec, seed: u64) -> Self {
-        let n = spec.fields().len();
+    /// An empty episode for `spec`'s fields, with room for `steps` steps allocated up front
+    /// (exact sizes: buffers never grow, so chunk after chunk reuses the same memory).
+    pub fn new(
+        spec: &ObsSpec,
+        state_dim: usize,
+        action_dim: usize,
+        steps: usize,
+        seed: u64,
+    ) -> Self {
+        let frames = steps + 1;
+        let mut f32_fields = Vec::with_capacity(spec.fields().len());
+        let mut u8_fields = Vec::with_capacity(spec.fields().len());
+        for f in spec.fields() {
+            let (a, b) = match f.dtype {
+                Dtype::F32 => (frames * f.numel(), 0),
+                Dtype::U8 => (0, frames * f.numel()),
+            };
+            f32_fields.push(Vec::with_capacity(a));
+            u8_fields.push(Vec::with_capacity(b));
+        }
         EpisodeData {
-            f32_fields: vec![Vec::new(); n],
-            u8_fields: vec![Vec::new(); n],
-            state: Vec::new(),
-            actions: Vec::new(),
+            f32_fields,
+            u8_fields,
+            state: Vec::with_capacity(frames * state_dim),
+            actions: Vec::with_capacity(steps * action_dim),
             seed,
         }
     }
@@ -113,15 +131,8 @@ impl EpisodeData {
     }
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * 4);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
-/// Writes `episodes` (all of `steps` steps) as one chunk file.
+/// Writes `episodes` (all of `steps` steps) as one chunk file: a safetensors file written
+/// piece by piece from the episodes' own buffers, so writing copies nothing but the bytes.
 pub fn write_chunk(
     path: &Path,
     spec: &ObsSpec,
@@ -130,58 +141,106 @@ pub fn write_chunk(
     steps: usize,
     episodes: &[EpisodeData],
 ) -> Result<()> {
+    use std::io::Write;
     let n = episodes.len();
     let t1 = steps + 1;
-    // Concatenate each tensor's bytes (a chunk's worth, once).
-    let mut buffers: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (k, f) in spec.fields().iter().enumerate() {
+    // Tensor table: name, dtype, shape, byte length; data follows in this order.
+    let mut table: Vec<(String, &str, Vec<usize>, usize)> = Vec::new();
+    for f in spec.fields() {
         let mut shape = vec![n, t1];
         shape.extend_from_slice(&f.shape);
-        let bytes = match f.dtype {
-            Dtype::U8 => episodes
-                .iter()
-                .flat_map(|e| e.u8_fields[k].iter().copied())
-                .collect(),
-            Dtype::F32 => {
-                let mut b = Vec::new();
-                for e in episodes {
-                    b.extend(f32_bytes(&e.f32_fields[k]));
-                }
-                b
-            }
+        let (dtype, size) = match f.dtype {
+            Dtype::U8 => ("U8", 1),
+            Dtype::F32 => ("F32", 4),
         };
-        let dtype = match f.dtype {
-            Dtype::U8 => StDtype::U8,
-            Dtype::F32 => StDtype::F32,
-        };
-        buffers.push((format!("obs.{}", f.name), dtype, shape, bytes));
+        let len = shape.iter().product::<usize>() * size;
+        table.push((format!("obs.{}", f.name), dtype, shape, len));
     }
-    let mut state = Vec::new();
-    let mut actions = Vec::new();
-    let mut seeds = Vec::new();
-    for e in episodes {
-        state.extend(f32_bytes(&e.state));
-        actions.extend(f32_bytes(&e.actions));
-        seeds.extend_from_slice(&(e.seed as i64).to_le_bytes());
-    }
-    buffers.push(("state".into(), StDtype::F32, vec![n, t1, state_dim], state));
-    buffers.push((
-        "actions".into(),
-        StDtype::F32,
-        vec![n, steps, action_dim],
-        actions,
+    table.push((
+        "state".into(),
+        "F32",
+        vec![n, t1, state_dim],
+        4 * n * t1 * state_dim,
     ));
-    buffers.push(("seeds".into(), StDtype::I64, vec![n], seeds));
-    let views = buffers
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .with_context(|| format!("{}: tensor `{name}`", path.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path)
-        .with_context(|| format!("writing {}", path.display()))
+    table.push((
+        "actions".into(),
+        "F32",
+        vec![n, steps, action_dim],
+        4 * n * steps * action_dim,
+    ));
+    table.push(("seeds".into(), "I64", vec![n], 8 * n));
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, dtype, shape, len) in &table {
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let mut text = serde_json::to_string(&serde_json::Value::Object(header))?.into_bytes();
+    // Pad the header to 8 bytes, as the reference writer does, so data stays aligned.
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| anyhow::anyhow!("writing {}: {e}", path.display());
+    w.write_all(&(text.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    w.write_all(&text).map_err(io)?;
+    let write_f32 = |w: &mut std::io::BufWriter<std::fs::File>, v: &[f32]| -> Result<()> {
+        for x in v {
+            w.write_all(&x.to_le_bytes()).map_err(io)?;
+        }
+        Ok(())
+    };
+    for (k, f) in spec.fields().iter().enumerate() {
+        let per_episode = t1 * f.numel();
+        for e in episodes {
+            let got = match f.dtype {
+                Dtype::U8 => {
+                    w.write_all(&e.u8_fields[k]).map_err(io)?;
+                    e.u8_fields[k].len()
+                }
+                Dtype::F32 => {
+                    write_f32(&mut w, &e.f32_fields[k])?;
+                    e.f32_fields[k].len()
+                }
+            };
+            if got != per_episode {
+                bail!(
+                    "{}: episode with seed {} has {got} values of `{}`, expected {per_episode}",
+                    path.display(),
+                    e.seed,
+                    f.name
+                );
+            }
+        }
+    }
+    for e in episodes {
+        if e.state.len() != t1 * state_dim || e.actions.len() != steps * action_dim {
+            bail!(
+                "{}: episode with seed {} has {} state and {} action values, expected {} and {}",
+                path.display(),
+                e.seed,
+                e.state.len(),
+                e.actions.len(),
+                t1 * state_dim,
+                steps * action_dim
+            );
+        }
+        write_f32(&mut w, &e.state)?;
+    }
+    for e in episodes {
+        write_f32(&mut w, &e.actions)?;
+    }
+    for e in episodes {
+        w.write_all(&(e.seed as i64).to_le_bytes()).map_err(io)?;
+    }
+    w.flush().map_err(io)?;
+    Ok(())
 }
 
 /// One chunk, read and checked.
