@@ -2,7 +2,7 @@
 
 mod common;
 
-use zplan_sim::{Env, ScenarioConfig};
+use zplan_sim::ScenarioConfig;
 
 fn load(name: &str) -> ScenarioConfig {
     ScenarioConfig::load(&common::scenarios_dir().join(name)).unwrap()
