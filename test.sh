@@ -13,6 +13,9 @@ if cargo tree -p zplan-sim -e normal,build --prefix none | grep -Eq '^(tch|torch
   echo "error: zplan-sim depends on tch/torch-sys" >&2; exit 1
 fi
 
+step "zplan-models builds without the simulator (feature sim off)"
+cargo clippy -p zplan-models --no-default-features -- -D warnings
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -1,7 +1,8 @@
 //! zplan-models: the world models zplan plans with.
 //!
-//! A world model ([`WorldModel`]) encodes observations `[B, *obs_shape]` into latents
-//! `[B, *latent_shape]` and rolls latents forward under action sequences `[B, H, A]` into
+//! A world model ([`WorldModel`]) encodes typed observations ([`ObsBatch`]: one tensor
+//! `[B, *shape]` per named field — `state`, `image` (u8, scaled to `[0, 1]` on the model's
+//! device), `proprio`) into latents `[B, *latent_shape]` and rolls latents forward under action sequences `[B, H, A]` into
 //! `[B, H, *latent_shape]`. The latent shape is free (a vector, tokens `[N, D]`, ...); planners
 //! only compare latents. Three implementations:
 //!
@@ -23,24 +24,30 @@
 //!
 //! ```
 //! use tch::{Device, Kind, Tensor};
-//! use zplan_models::{JepaConfig, JepaModel, WorldModel};
+//! use zplan_models::{JepaConfig, JepaModel, ObsBatch, Observation, WorldModel};
 //!
 //! // A freshly initialised native JEPA model for 4-d observations and 2-d actions.
 //! let config = JepaConfig { latent_dim: 16, enc_hidden: 32, pred_hidden: 32, ..JepaConfig::new(4, 2) };
 //! let model = JepaModel::new(config, Device::Cpu)?;
 //!
 //! // Encode a batch of 8 observations and roll each out under its own 5 actions.
-//! let obs = Tensor::zeros([8, 4], (Kind::Float, Device::Cpu));
+//! let obs = ObsBatch::state(Tensor::zeros([8, 4], (Kind::Float, Device::Cpu)));
 //! let z0 = model.encode(&obs)?;
 //! let actions = Tensor::zeros([8, 5, 2], (Kind::Float, Device::Cpu));
 //! let zs = model.rollout(&z0, &actions)?;
 //! assert_eq!(zs.size(), [8, 5, 16]);
 //!
-//! // Shapes that do not fit are errors that say what was expected.
-//! let err = model.encode(&Tensor::zeros([8, 3], (Kind::Float, Device::Cpu))).unwrap_err();
+//! // Host observations are batched field by field (only the fields the model reads).
+//! let one = Observation::state(vec![0.1, 0.2, 0.3, 0.4]);
+//! let batch = ObsBatch::from_observations(model.obs_spec(), &[&one], Device::Cpu)?;
+//! assert_eq!(model.encode(&batch)?.size(), [1, 16]);
+//!
+//! // Observations that do not fit are errors that say what was expected.
+//! let short = Observation::state(vec![0.1, 0.2, 0.3]);
+//! let err = ObsBatch::from_observations(model.obs_spec(), &[&short], Device::Cpu).unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
-//!     "model `jepa:<in memory>`: input `obs` of `encode` has shape [8, 3], expected [B=8, 4]"
+//!     "observation 0: observation field `state`: expected f32 [4] (4 values), got f32 with 3 values"
 //! );
 //! # Ok::<(), zplan_models::ModelError>(())
 //! ```

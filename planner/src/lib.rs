@@ -43,20 +43,22 @@
 //! ```
 //! use std::sync::Arc;
 //! use tch::{Device, Kind, Tensor};
-//! use zplan_models::WorldModel;
+//! use zplan_models::{state_spec, ObsBatch, ObsSpec, Observation, WorldModel};
 //! use zplan_planner::{
 //!     ActionBounds, Budget, EnergyConfig, Metric, Mpc, MpcConfig, PlannerConfig, Reduction,
 //! };
 //!
-//! /// `z_{t+1} = z_t + a_t`, latent = observation, both 2-D.
-//! struct Integrator;
+//! /// `z_{t+1} = z_t + a_t`, latent = the observed 2-D state vector.
+//! struct Integrator(ObsSpec);
 //! impl WorldModel for Integrator {
 //!     fn name(&self) -> &str { "integrator" }
 //!     fn device(&self) -> Device { Device::Cpu }
-//!     fn obs_shape(&self) -> &[i64] { &[2] }
+//!     fn obs_spec(&self) -> &ObsSpec { &self.0 }
 //!     fn action_dim(&self) -> i64 { 2 }
 //!     fn latent_shape(&self) -> &[i64] { &[2] }
-//!     fn encode(&self, obs: &Tensor) -> zplan_models::Result<Tensor> { Ok(obs.shallow_clone()) }
+//!     fn encode(&self, obs: &ObsBatch) -> zplan_models::Result<Tensor> {
+//!         obs.float("state", "integrator", Device::Cpu)
+//!     }
 //!     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
 //!         Ok(actions.cumsum(1, Kind::Float) + z0.unsqueeze(1))
 //!     }
@@ -73,7 +75,7 @@
 //! let bounds = ActionBounds::symmetric(2, 1.0)?;
 //!
 //! // One plan.
-//! let model = Integrator;
+//! let model = Integrator(state_spec(2));
 //! let mut cem = planner.build(bounds.clone(), energy.clone(), 7)?;
 //! let z0 = Tensor::from_slice(&[0.0f32, 0.0]).view([1, 2]);
 //! let goal = Tensor::from_slice(&[0.5f32, -0.3]).view([1, 2]);
@@ -83,15 +85,16 @@
 //! assert!(out.energy_trace.windows(2).all(|w| w[1] <= w[0]));
 //!
 //! // Receding horizon: replan after every action, warm-started.
-//! let mut mpc = Mpc::new(Arc::new(Integrator), planner.build(bounds, energy, 7)?, MpcConfig::default())?;
-//! mpc.reset_episode(&[0.5, -0.3], 1)?;
-//! let mut obs = vec![0.0f32, 0.0];
+//! let model = Arc::new(Integrator(state_spec(2)));
+//! let mut mpc = Mpc::new(model, planner.build(bounds, energy, 7)?, MpcConfig::default())?;
+//! mpc.reset_episode(&Observation::state(vec![0.5, -0.3]), 1)?;
+//! let mut x = vec![0.0f32, 0.0];
 //! for _ in 0..3 {
-//!     let a = mpc.act(&obs)?;
-//!     obs[0] += a[0];
-//!     obs[1] += a[1];
+//!     let a = mpc.act(&Observation::state(x.clone()))?;
+//!     x[0] += a[0];
+//!     x[1] += a[1];
 //! }
-//! assert!((obs[0] - 0.5).abs() < 0.05 && (obs[1] + 0.3).abs() < 0.05);
+//! assert!((x[0] - 0.5).abs() < 0.05 && (x[1] + 0.3).abs() < 0.05);
 //! # Ok(())
 //! # }
 //! ```
