@@ -543,24 +543,38 @@ fn main() -> Result<()> {
             horizon,
         }) => {
             let spec: zplan_models::ModelSpec = model.parse()?;
-            let m = match (scenario, obs_shape, action_dim) {
+            let r = match (scenario, obs_shape, action_dim) {
                 (Some(p), _, _) => {
                     let sc = zplan_sim::ScenarioConfig::load(&p)?;
-                    zplan_models::load_model(&spec, &sc, device)?
+                    let m = zplan_models::load_model(&spec, &sc, device)?;
+                    // Real observations of the scenario (the true state attached for the
+                    // simulator-backed model, which encodes it).
+                    let mut env = sc.build()?;
+                    let mut obs = Vec::with_capacity(batch.max(0) as usize);
+                    for seed in 0..batch.max(0) as u64 {
+                        env.reset(seed)?;
+                        let o = env.observe();
+                        obs.push(if m.needs_true_state() {
+                            o.with_true_state(env.state())
+                        } else {
+                            o
+                        });
+                    }
+                    let refs: Vec<&zplan_sim::Observation> = obs.iter().collect();
+                    let b = zplan_models::ObsBatch::from_observations(
+                        m.obs_spec(),
+                        &refs,
+                        tch::Device::Cpu,
+                    )?;
+                    zplan_models::inspect_with(m.as_ref(), &b, horizon)?
                 }
                 (None, Some(o), Some(a)) => {
-                    let field = zplan_models::FieldSpec {
-                        name: zplan_obs::STATE.to_string(),
-                        dtype: zplan_models::Dtype::F32,
-                        shape: o.iter().map(|&d| d.max(0) as usize).collect(),
-                        names: Vec::new(),
-                    };
-                    let obs = zplan_models::ObsSpec::new(vec![field])?;
-                    zplan_models::load_model_for(&spec, &obs, a, device)?
+                    let obs = zplan_models::state_shape_spec(&o)?;
+                    let m = zplan_models::load_model_for(&spec, &obs, a, device)?;
+                    zplan_models::inspect(m.as_ref(), batch, horizon)?
                 }
                 _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
             };
-            let r = zplan_models::inspect(m.as_ref(), batch, horizon)?;
             println!("{r}");
         }
     }
