@@ -89,7 +89,9 @@ fn jepa_spec_checks_sizes_and_family() {
     let err = load_model(&spec, &two_rooms(), DeviceChoice::Cpu).unwrap_err();
     eprintln!("{err}");
     assert!(
-        err.to_string().contains("observation shape") && err.to_string().contains("[6]"),
+        err.to_string().contains("observation field `state`")
+            && err.to_string().contains("f32 [6]")
+            && err.to_string().contains("f32 [4] expected"),
         "{err}"
     );
     assert!(load_model_for(&spec, &zplan_models::state_spec(6), 2, DeviceChoice::Cpu).is_ok());

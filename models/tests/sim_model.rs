@@ -128,8 +128,16 @@ fn encode_is_the_identity_and_shapes_are_checked() {
     assert!(!model.supports_grad());
     let obs = starts(&config, 2);
     assert_eq!(bits(&model.encode_state(&obs).unwrap()), bits(&obs));
+    // An observed state that is not the whole true state cannot stand in for it.
     assert!(matches!(
         model.encode_state(&obs.narrow(1, 0, 3)),
+        Err(ModelError::NoTrueState(_))
+    ));
+    // An attached true state of the wrong size is a shape error.
+    let batch =
+        zplan_models::ObsBatch::state(obs.shallow_clone()).with_true_state(obs.narrow(1, 0, 3));
+    assert!(matches!(
+        model.encode(&batch),
         Err(ModelError::ShapeMismatch { .. })
     ));
     let err = model.rollout(&obs, &actions(2, 3, 3)).unwrap_err();

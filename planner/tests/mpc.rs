@@ -340,7 +340,7 @@ fn controller_switches_goals_and_reports_errors() {
     assert!(report
         .last_error
         .unwrap()
-        .contains("observation has 3 entries"));
+        .contains("expected f32 [2] (2 values), got f32 with 3 values"));
     // Spawning with a bad goal fails up front.
     let model = Arc::new(LinearModel::reference());
     assert!(Controller::spawn(
