@@ -80,37 +80,24 @@ fn main() {
         let mut e = env(name);
         let dim = e.spec().action_dim();
         let mut k = 0u32;
-        let mut g = c.benchmark_group("step_observe");
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                k = k.wrapping_add(1);
-                let a: Vec<f32> = (0..dim)
-                    .map(|d| ((k as usize * 3 + d) as f32).sin())
-                    .collect();
-                if e.steps() > 500 {
-                    e.reset(7).expect("reset");
-                }
-                e.step(&a).expect("step");
-                black_box(e.observe())
-            })
-        });
-        g.finish();
-        let mut g = c.benchmark_group("step");
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                k = k.wrapping_add(1);
-                let a: Vec<f32> = (0..dim)
-                    .map(|d| ((k as usize * 3 + d) as f32).sin())
-                    .collect();
-                if e.steps() > 500 {
-                    e.reset(7).expect("reset");
-                }
-                black_box(e.step(&a).expect("step"))
-            })
-        });
-        g.finish();
+        for (group, observe) in [("step_observe", true), ("step", false)] {
+            let mut g = c.benchmark_group(group);
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    k = k.wrapping_add(1);
+                    let a: Vec<f32> = (0..dim)
+                        .map(|d| ((k as usize * 3 + d) as f32).sin())
+                        .collect();
+                    if e.steps() > 500 {
+                        e.reset(7).expect("reset");
+                    }
+                    e.step(&a).expect("step");
+                    observe.then(|| black_box(e.observe()))
+                })
+            });
+            g.finish();
+        }
     }
     c.final_summary();
 }

@@ -307,11 +307,8 @@ pub fn read_chunk(
         );
         let t = tch::Tensor::f_from_data_size(v.data(), &size, kind)
             .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
-        if kind == tch::Kind::Float && t.numel() > 0 {
-            let finite = t.f_isfinite()?.f_all()?.int64_value(&[]) == 1;
-            if !finite {
-                let bad = t.f_isfinite()?.logical_not().f_nonzero()?;
-                let first: Vec<i64> = Vec::<i64>::try_from(bad.get(0)).unwrap_or_default();
+        if kind == tch::Kind::Float {
+            if let Some(first) = first_non_finite(&t)? {
                 bail!(
                     "{}: tensor `{name}` contains NaN or Inf (first at index {first:?}: episode {}, ...)",
                     path.display(),
@@ -340,6 +337,18 @@ pub fn read_chunk(
         actions: get("actions", StDtype::F32, &[n, steps, action_dim])?,
         seeds: get("seeds", StDtype::I64, &[n])?,
     })
+}
+
+/// The index of the first NaN or infinite value of a float tensor, if any.
+///
+/// # Errors
+/// libtorch errors.
+pub fn first_non_finite(t: &tch::Tensor) -> Result<Option<Vec<i64>>> {
+    if t.numel() == 0 || t.f_isfinite()?.f_all()?.int64_value(&[]) == 1 {
+        return Ok(None);
+    }
+    let bad = t.f_isfinite()?.logical_not().f_nonzero()?;
+    Ok(Some(Vec::<i64>::try_from(bad.get(0)).unwrap_or_default()))
 }
 
 /// Peak resident memory of this process so far, in MiB (`getrusage`), if known.

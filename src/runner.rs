@@ -106,22 +106,15 @@ struct EntryCtx {
     entry: crate::suite::Entry,
 }
 
-/// What the robot observes now, with the true state attached for the simulator-backed model
-/// alone (the oracle): every other model sees only the scenario's observation fields.
-fn observe(env: &dyn Env, model: &dyn WorldModel) -> zplan_sim::Observation {
-    let obs = env.observe();
+/// `obs` with `state` attached when `model` is the simulator-backed oracle (the one model that
+/// reads the true state); every other model sees only the scenario's observation fields.
+fn for_model(
+    obs: zplan_sim::Observation,
+    model: &dyn WorldModel,
+    state: impl FnOnce() -> Vec<f32>,
+) -> zplan_sim::Observation {
     if model.needs_true_state() {
-        obs.with_true_state(env.state())
-    } else {
-        obs
-    }
-}
-
-/// The goal observation, with the goal's true state attached for the simulator-backed model.
-fn goal_observation(env: &dyn Env, model: &dyn WorldModel) -> zplan_sim::Observation {
-    let obs = env.goal_observation();
-    if model.needs_true_state() {
-        obs.with_true_state(env.goal_state())
+        obs.with_true_state(state())
     } else {
         obs
     }
@@ -185,7 +178,10 @@ fn run_episode(
         .build(bounds, ctx.entry.energy.clone(), seed)?;
     let planner_name = planner.name().to_string();
     let mut mpc = Mpc::new(ctx.model.clone(), planner, ctx.entry.mpc.clone())?;
-    mpc.reset_episode(&goal_observation(env.as_ref(), ctx.model.as_ref()), seed)?;
+    let goal = for_model(env.goal_observation(), ctx.model.as_ref(), || {
+        env.goal_state()
+    });
+    mpc.reset_episode(&goal, seed)?;
     let max_steps = ctx.entry.max_steps.unwrap_or(spec.max_steps);
     let mut plan_ms = Vec::new();
     let mut rollouts = 0u64;
@@ -198,7 +194,8 @@ fn run_episode(
         f.push(film_frame(env.as_ref()));
     }
     while env.steps() < max_steps {
-        let step = mpc.next_actions(&observe(env.as_ref(), ctx.model.as_ref()))?;
+        let obs = for_model(env.observe(), ctx.model.as_ref(), || env.state());
+        let step = mpc.next_actions(&obs)?;
         plan_ms.push(step.plan_time.as_secs_f64() * 1000.0);
         rollouts += step.output.rollouts;
         deadline_hits += step.output.hit_deadline as u32;

@@ -291,10 +291,7 @@ fn load_v1(dir: &Path, meta: DatasetMeta) -> Result<Dataset> {
         );
     }
     for (name, t) in [("obs", &obs), ("actions", &actions)] {
-        let finite = t.f_isfinite()?.f_all()?.int64_value(&[]) == 1;
-        if !finite {
-            let bad = t.f_isfinite()?.logical_not().f_nonzero()?;
-            let first: Vec<i64> = Vec::<i64>::try_from(bad.get(0)).unwrap_or_default();
+        if let Some(first) = crate::dataset::first_non_finite(t)? {
             bail!(
                 "{}: tensor `{name}` contains NaN or Inf (first at index {first:?})",
                 data_path.display()

@@ -281,13 +281,7 @@ impl ObsSpec {
     /// [`ObsError::Missing`], [`ObsError::Unexpected`], [`ObsError::Mismatch`] or
     /// [`ObsError::NonFinite`], naming the field.
     pub fn check(&self, obs: &Observation) -> Result<()> {
-        for f in &self.fields {
-            let data = obs.get(&f.name).ok_or_else(|| ObsError::Missing {
-                field: f.name.clone(),
-                present: obs.names_joined(),
-            })?;
-            check_field(f, data)?;
-        }
+        self.check_fields(obs)?;
         if let Some((name, _)) = obs.fields.iter().find(|(n, _)| self.field(n).is_none()) {
             return Err(ObsError::Unexpected {
                 field: name.clone(),
