@@ -16,3 +16,4 @@ pub mod shard;
 pub mod stats;
 pub mod suite;
 pub mod train;
+pub mod train_pixels;

@@ -199,9 +199,14 @@ struct TrainArgs {
     /// so an energy can weight them (`proprio_weight`)
     #[arg(long, value_delimiter = ',')]
     proprio: Vec<String>,
-    /// Latent entries of the proprio encoder (with --proprio)
+    /// Latent entries of the proprio encoder (with --proprio; pixel datasets with a proprio
+    /// field always have one)
     #[arg(long)]
     proprio_latent_dim: Option<i64>,
+    /// Pixel datasets: output channels of the image encoder's stride-2 3x3 convolutions
+    /// (default 16,32,32)
+    #[arg(long, value_delimiter = ',')]
+    conv_widths: Vec<i64>,
 }
 
 impl TrainArgs {
@@ -231,6 +236,7 @@ impl TrainArgs {
             proprio_latent_dim
         );
         c.proprio = self.proprio.clone();
+        c.conv_widths = self.conv_widths.clone();
         c
     }
 }
@@ -497,15 +503,22 @@ fn main() -> Result<()> {
             let cfg = a.config();
             tch::set_num_threads(a.threads.max(1));
             let device = a.device.resolve()?;
-            let data = zplan::train::load_dataset(&a.data)?;
+            let meta = zplan::train::read_meta(&a.data)?;
+            let pixel = zplan::train::is_pixel_dataset(&meta);
             eprintln!(
-                "zplan train: {} episodes of {} on {} -> {}",
-                data.meta.episodes,
-                data.meta.scenario.kind(),
+                "zplan train: {} episodes of {} ({}) on {} -> {}",
+                meta.episodes,
+                meta.scenario.kind(),
+                if pixel { "pixel JEPA" } else { "state JEPA" },
                 zplan_models::device_name(device),
                 a.out.display()
             );
-            let r = zplan::train::train(&data, &cfg, &a.out, device, true)?;
+            let r = if pixel {
+                zplan::train_pixels::train_pixels(&a.data, &meta, &cfg, &a.out, device, true)?
+            } else {
+                let data = zplan::train::load_dataset(&a.data)?;
+                zplan::train::train(&data, &cfg, &a.out, device, true)?
+            };
             println!("trained {} steps in {:.0} s", r.steps, r.seconds);
             println!(
                 "validation prediction loss: {:.5} at start, best {:.5} at step {}",

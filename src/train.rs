@@ -68,6 +68,10 @@ pub struct TrainConfig {
     /// Latent entries of the proprio encoder (used with `proprio`).
     #[serde(default = "default_proprio_latent_dim")]
     pub proprio_latent_dim: i64,
+    /// Pixel models: output channels of the image encoder's stride-2 convolutions (empty =
+    /// 16, 32, 32).
+    #[serde(default)]
+    pub conv_widths: Vec<i64>,
 }
 
 fn default_proprio_latent_dim() -> i64 {
@@ -96,12 +100,13 @@ impl Default for TrainConfig {
             time_limit_min: 15.0,
             proprio: Vec::new(),
             proprio_latent_dim: default_proprio_latent_dim(),
+            conv_widths: Vec::new(),
         }
     }
 }
 
 impl TrainConfig {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let pos = |name: &str, v: f64| -> Result<()> {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("--{name} must be a positive number, got {v}");
@@ -165,12 +170,8 @@ pub struct Dataset {
 /// other (shapes, finiteness, the scenario's sizes); every problem names the file and what was
 /// expected.
 pub fn load_dataset(dir: &Path) -> Result<Dataset> {
+    let meta = read_meta(dir)?;
     let meta_path = dir.join("meta.json");
-    let meta: DatasetMeta = serde_json::from_str(
-        &std::fs::read_to_string(&meta_path)
-            .with_context(|| format!("reading {}", meta_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))?;
     match meta.format.as_str() {
         FORMAT => load_chunked(dir, meta),
         FORMAT_V1 => load_v1(dir, meta),
@@ -179,6 +180,23 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
             meta_path.display()
         ),
     }
+}
+
+/// Reads and parses `DIR/meta.json`.
+pub fn read_meta(dir: &Path) -> Result<DatasetMeta> {
+    let meta_path = dir.join("meta.json");
+    serde_json::from_str(
+        &std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))
+}
+
+/// Whether a dataset holds camera images (`zplan train` then trains a pixel JEPA).
+pub fn is_pixel_dataset(meta: &DatasetMeta) -> bool {
+    meta.observation
+        .as_ref()
+        .is_some_and(|o| o.field(zplan_obs::IMAGE).is_some())
 }
 
 /// Format v2: concatenates the observed state vectors of every chunk.
@@ -375,7 +393,7 @@ fn gather(
     Ok((o.f_to_device(device)?, a.f_to_device(device)?))
 }
 
-fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
+pub(crate) fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
     let b = z.size()[0] as f64;
     let d = z.size()[1];
     let zc = z - z.f_mean_dim(0, true, Kind::Float)?;
@@ -477,6 +495,15 @@ pub fn latent_health(
     let (tr, va) = (cap(&tr)?, cap(&va)?);
     let ztr = nets.encode(&tr)?;
     let zva = nets.encode(&va)?;
+    health_of(&ztr, &tr, &zva, &va)
+}
+
+/// Per-dimension std of validation latents `zva [N, L]` and the R² of a ridge probe from
+/// latents to labels (fit on `ztr → ytr`, scored on `zva → yva`; labels `[N, S]`).
+pub fn health_of(ztr: &Tensor, ytr: &Tensor, zva: &Tensor, yva: &Tensor) -> Result<LatentHealth> {
+    let _g = tch::no_grad_guard();
+    let device = ztr.device();
+    let (tr, va) = (ytr.f_to_device(device)?, yva.f_to_device(device)?);
     let std = zva.f_std_dim(0, true, false)?.f_to_device(Device::Cpu)?;
     let per_dim_std: Vec<f64> = Vec::<f32>::try_from(&std)?
         .into_iter()
@@ -491,8 +518,8 @@ pub fn latent_health(
             1,
         )?)
     };
-    let xtr = ones(&ztr)?.f_to_kind(Kind::Double)?;
-    let xva = ones(&zva)?.f_to_kind(Kind::Double)?;
+    let xtr = ones(ztr)?.f_to_kind(Kind::Double)?;
+    let xva = ones(zva)?.f_to_kind(Kind::Double)?;
     // Ridge-regularised normal equations: W = (XᵀX + λI)⁻¹ XᵀY.
     let p = xtr.size()[1];
     let xtx =
@@ -536,7 +563,7 @@ pub fn latent_health(
     })
 }
 
-fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
+pub(crate) fn plot_curve(path: &Path, curve: &[(usize, f64, f64)]) -> Result<()> {
     use plotters::prelude::*;
     crate::plots::ensure_font();
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
@@ -792,7 +819,7 @@ fn proprio_indices(names: &[String], obs_names: &[String]) -> Result<Vec<usize>>
     Ok(out)
 }
 
-fn checkpoint_path(out: &Path) -> PathBuf {
+pub(crate) fn checkpoint_path(out: &Path) -> PathBuf {
     let stem = out.with_extension("");
     PathBuf::from(format!("{}.best-checkpoint.safetensors", stem.display()))
 }

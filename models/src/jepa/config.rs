@@ -71,6 +71,13 @@ pub struct JepaConfig {
     /// Latent entries (the last ones) of the proprio encoder; 0 without `proprio`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub proprio_latent_dim: i64,
+    /// Image encoder for camera observations (`None`: a state-vector model). With it the
+    /// model reads the `image` field through a CNN, which writes the first
+    /// `latent_dim - proprio_latent_dim` latent entries, and, when `obs_dim > 0`, the
+    /// `proprio` field (`obs_dim` entries, normalised) through the proprio MLP, which writes
+    /// the last `proprio_latent_dim` (DINO-WM's visual/proprio split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<super::image::ImageEncoderConfig>,
 }
 
 /// `[inp, hidden × layers, out]`.
@@ -104,13 +111,40 @@ impl JepaConfig {
             seed: 0,
             proprio: Vec::new(),
             proprio_latent_dim: 0,
+            image: None,
         }
+    }
+
+    /// Defaults for camera observations: an image encoder for `[channels, height, width]`
+    /// images (convolutions of 16, 32, 32 channels), `proprio_dim` proprio entries (0 = none;
+    /// otherwise 8 latent entries for them), latent 64, predictor 256 × 2, layer norm.
+    pub fn pixels(
+        channels: i64,
+        height: i64,
+        width: i64,
+        proprio_dim: i64,
+        action_dim: i64,
+    ) -> Self {
+        JepaConfig {
+            image: Some(super::image::ImageEncoderConfig::new(
+                channels, height, width,
+            )),
+            proprio_latent_dim: if proprio_dim > 0 { 8 } else { 0 },
+            enc_hidden: 64,
+            enc_layers: 1,
+            ..JepaConfig::new(proprio_dim, action_dim)
+        }
+    }
+
+    /// Whether the model reads camera images.
+    pub fn is_pixel(&self) -> bool {
+        self.image.is_some()
     }
 
     /// The flattened latent entries that encode the `proprio` fields (the last
     /// `proprio_latent_dim`), or `None` without a proprio encoder.
     pub fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
-        (!self.proprio.is_empty())
+        (!self.proprio.is_empty() || (self.is_pixel() && self.proprio_latent_dim > 0))
             .then(|| (self.latent_dim - self.proprio_latent_dim) as usize..self.latent_dim as usize)
     }
 
@@ -126,6 +160,14 @@ impl JepaConfig {
     pub fn encoder_dims(&self) -> (Vec<i64>, Option<Vec<i64>>) {
         let enc =
             |inp: usize, out: i64| mlp_dims(inp as i64, self.enc_hidden, self.enc_layers, out);
+        if let Some(im) = &self.image {
+            // The scene "MLP" of a pixel model is the CNN's output layer.
+            let (c, h, w) = im.feature_shape();
+            let scene = vec![c * h * w, self.latent_dim - self.proprio_latent_dim];
+            let proprio =
+                (self.obs_dim > 0).then(|| enc(self.obs_dim as usize, self.proprio_latent_dim));
+            return (scene, proprio);
+        }
         if self.proprio.is_empty() {
             return (enc(self.obs_dim.max(0) as usize, self.latent_dim), None);
         }
@@ -168,6 +210,9 @@ impl JepaConfig {
     /// # Errors
     /// [`ModelError::InvalidConfig`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
+        if let Some(im) = &self.image {
+            return self.validate_pixel(im);
+        }
         let mut checks = vec![
             ("obs_dim", self.obs_dim),
             ("action_dim", self.action_dim),
@@ -201,6 +246,61 @@ impl JepaConfig {
             }
         }
         self.validate_proprio()
+    }
+
+    fn validate_pixel(&self, im: &super::image::ImageEncoderConfig) -> Result<()> {
+        im.validate()?;
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("JepaConfig.{m}")));
+        for (name, v) in [
+            ("action_dim", self.action_dim),
+            ("latent_dim", self.latent_dim),
+        ] {
+            if v <= 0 {
+                return bad(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if self.obs_dim < 0 {
+            return bad(format!(
+                "obs_dim must be >= 0 (proprio entries), got {}",
+                self.obs_dim
+            ));
+        }
+        if self.pred_layers > 0 && self.pred_hidden <= 0 {
+            return bad(format!(
+                "pred_hidden must be positive, got {}",
+                self.pred_hidden
+            ));
+        }
+        if self.inverse_layers > 0 && self.inverse_hidden <= 0 {
+            return bad(format!(
+                "inverse_hidden must be positive, got {}",
+                self.inverse_hidden
+            ));
+        }
+        if !self.proprio.is_empty() {
+            return bad("proprio must be empty for a pixel model (its whole vector input is the proprio field)".into());
+        }
+        if self.obs_dim == 0 && self.proprio_latent_dim != 0 {
+            return bad(format!(
+                "proprio_latent_dim = {} needs proprio entries (obs_dim is 0)",
+                self.proprio_latent_dim
+            ));
+        }
+        if self.obs_dim > 0 {
+            if self.enc_layers > 0 && self.enc_hidden <= 0 {
+                return bad(format!(
+                    "enc_hidden must be positive, got {}",
+                    self.enc_hidden
+                ));
+            }
+            if !(self.proprio_latent_dim > 0 && self.proprio_latent_dim < self.latent_dim) {
+                return bad(format!(
+                    "proprio_latent_dim = {} must be in 1..{} with proprio entries",
+                    self.proprio_latent_dim, self.latent_dim
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_proprio(&self) -> Result<()> {

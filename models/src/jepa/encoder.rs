@@ -2,6 +2,7 @@
 //! observation, or a scene MLP and a proprio MLP whose latents are concatenated.
 
 use super::config::JepaConfig;
+use super::image::ConvNet;
 use super::mlp::Mlp;
 use crate::error::TchContext;
 use crate::Result;
@@ -14,15 +15,20 @@ use tch::{nn, Tensor};
 /// ([`JepaConfig::proprio`]) it is two MLPs of the same depth: the scene encoder (`encoder.*`)
 /// reads every other field and writes the first `latent_dim - proprio_latent_dim` entries, the
 /// proprio encoder (`proprio_encoder.*`) reads the proprio fields and writes the rest.
+///
+/// A pixel model ([`JepaConfig::image`]) encodes the image with a CNN (`image_encoder.*`)
+/// into the scene latent and its vector input (the proprio field) with the proprio MLP.
 pub struct ObsEncoder {
     scene: Mlp,
     proprio: Option<ProprioBranch>,
+    image: Option<ConvNet>,
 }
 
 struct ProprioBranch {
     mlp: Mlp,
-    scene_idx: Tensor,
-    proprio_idx: Tensor,
+    /// Scene and proprio field indices of a state model (a pixel model's vector input is
+    /// all proprio).
+    idx: Option<(Tensor, Tensor)>,
 }
 
 impl std::fmt::Debug for ObsEncoder {
@@ -30,6 +36,7 @@ impl std::fmt::Debug for ObsEncoder {
         f.debug_struct("ObsEncoder")
             .field("scene", &self.scene)
             .field("proprio", &self.proprio.as_ref().map(|p| &p.mlp))
+            .field("image", &self.image)
             .finish()
     }
 }
@@ -38,6 +45,34 @@ impl ObsEncoder {
     /// Creates the variables under `root` (`encoder`, and `proprio_encoder` with proprio
     /// fields) for a validated `config`, drawing initial weights from `rng`.
     pub(crate) fn new(root: &nn::Path<'_>, c: &JepaConfig, rng: &mut impl Rng) -> Result<Self> {
+        if let Some(im) = &c.image {
+            let image = ConvNet::new(
+                &(root / "image_encoder"),
+                im,
+                c.latent_dim - c.proprio_latent_dim,
+                rng,
+            )?;
+            let proprio = match c.encoder_dims().1 {
+                Some(dims) => Some(ProprioBranch {
+                    mlp: Mlp::new(
+                        &(root / "proprio_encoder"),
+                        &dims,
+                        c.activation,
+                        c.layer_norm,
+                        rng,
+                    )?,
+                    idx: None,
+                }),
+                None => None,
+            };
+            // The scene MLP is unused by pixel models; an identity-sized placeholder is not
+            // created (no variables), so `scene` is the CNN's output layer in all but name.
+            return Ok(ObsEncoder {
+                scene: Mlp::empty(),
+                proprio,
+                image: Some(image),
+            });
+        }
         let (scene_dims, proprio_dims) = c.encoder_dims();
         let scene = Mlp::new(
             &(root / "encoder"),
@@ -50,6 +85,7 @@ impl ObsEncoder {
             return Ok(ObsEncoder {
                 scene,
                 proprio: None,
+                image: None,
             });
         };
         let mlp = Mlp::new(
@@ -69,25 +105,53 @@ impl ObsEncoder {
             scene,
             proprio: Some(ProprioBranch {
                 mlp,
-                scene_idx: index(&c.scene_fields())?,
-                proprio_idx: index(&c.proprio)?,
+                idx: Some((index(&c.scene_fields())?, index(&c.proprio)?)),
             }),
+            image: None,
         })
     }
 
     /// Latents of normalised observations `[B, obs_dim]`, in the caller's grad mode.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.image.is_some() {
+            return Err(crate::ModelError::InvalidConfig(
+                "a pixel JEPA encodes images: use forward_image".into(),
+            ));
+        }
         let Some(p) = &self.proprio else {
             return self.scene.forward(x);
+        };
+        let Some((scene_idx, proprio_idx)) = &p.idx else {
+            return p.mlp.forward(x);
         };
         let pick = |idx: &Tensor, what: &str| {
             x.f_index_select(1, idx)
                 .ctx(|| format!("encoder: selecting the {what} fields"))
         };
-        let zs = self.scene.forward(&pick(&p.scene_idx, "scene")?)?;
-        let zp = p.mlp.forward(&pick(&p.proprio_idx, "proprio")?)?;
+        let zs = self.scene.forward(&pick(scene_idx, "scene")?)?;
+        let zp = p.mlp.forward(&pick(proprio_idx, "proprio")?)?;
         Tensor::f_cat(&[zs, zp], 1)
             .ctx(|| "encoder: concatenating scene and proprio latents".into())
+    }
+
+    /// Latents of a pixel model: images `[B, C, H, W]` (float in `[0, 1]`) through the CNN,
+    /// and the normalised proprio vectors `x [B, P]` through the proprio MLP (ignored when
+    /// the model has no proprio input), in the caller's grad mode.
+    pub fn forward_image(&self, image: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let Some(conv) = &self.image else {
+            return Err(crate::ModelError::InvalidConfig(
+                "a state JEPA has no image encoder: use forward".into(),
+            ));
+        };
+        let zs = conv.forward(image)?;
+        match &self.proprio {
+            None => Ok(zs),
+            Some(p) => {
+                let zp = p.mlp.forward(x)?;
+                Tensor::f_cat(&[zs, zp], 1)
+                    .ctx(|| "encoder: concatenating image and proprio latents".into())
+            }
+        }
     }
 
     /// Sizes `[in, hidden…, out]` of the scene MLP and, with proprio fields, the proprio MLP.
@@ -98,25 +162,28 @@ impl ObsEncoder {
         )
     }
 
-    fn map(&self, f: impl Fn(&Mlp) -> Mlp) -> ObsEncoder {
+    fn map(&self, f: impl Fn(&Mlp) -> Mlp, g: impl Fn(&ConvNet) -> ConvNet) -> ObsEncoder {
         ObsEncoder {
             scene: f(&self.scene),
             proprio: self.proprio.as_ref().map(|p| ProprioBranch {
                 mlp: f(&p.mlp),
-                scene_idx: p.scene_idx.shallow_clone(),
-                proprio_idx: p.proprio_idx.shallow_clone(),
+                idx: p
+                    .idx
+                    .as_ref()
+                    .map(|(a, b)| (a.shallow_clone(), b.shallow_clone())),
             }),
+            image: self.image.as_ref().map(g),
         }
     }
 
     /// A copy sharing storage but cut from autograd (see [`Mlp`]).
     pub(crate) fn detached(&self) -> ObsEncoder {
-        self.map(Mlp::detached)
+        self.map(Mlp::detached, ConvNet::detached)
     }
 
     /// A second handle on the same tensors.
     pub(crate) fn shallow_clone(&self) -> ObsEncoder {
-        self.map(Mlp::shallow_clone)
+        self.map(Mlp::shallow_clone, ConvNet::shallow_clone)
     }
 }
 

@@ -93,6 +93,15 @@ impl Mlp {
         })
     }
 
+    /// An MLP without layers (the identity; a placeholder that owns no variables).
+    pub(crate) fn empty() -> Mlp {
+        Mlp {
+            layers: Vec::new(),
+            activation: Activation::default(),
+            dims: Vec::new(),
+        }
+    }
+
     /// Applies the MLP to `x [..., dims[0]]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = self.layers.len();

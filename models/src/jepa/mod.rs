@@ -10,6 +10,7 @@
 
 mod config;
 mod encoder;
+mod image;
 mod mlp;
 mod model;
 mod nets;
@@ -17,6 +18,7 @@ mod sidecar;
 
 pub use config::{Activation, JepaConfig, ObsNorm};
 pub use encoder::ObsEncoder;
+pub use image::{ConvNet, ImageEncoderConfig};
 pub use mlp::Mlp;
 pub use model::JepaModel;
 pub use nets::{JepaNets, TargetEncoder};

@@ -2,11 +2,29 @@
 
 use super::config::JepaConfig;
 use super::nets::{Frozen, JepaNets};
-use crate::{ObsBatch, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Result, WorldModel};
 use std::path::Path;
 use std::sync::Mutex;
 use tch::{Device, Tensor};
-use zplan_obs::{ObsSpec, STATE};
+use zplan_obs::{Dtype, FieldSpec, ObsSpec, IMAGE, PROPRIO, STATE};
+
+/// The observation fields a JEPA of `c` reads: a state vector, or an image (u8
+/// `[C, H, W]`) plus, with `obs_dim > 0`, a proprio vector.
+fn obs_spec_of(c: &JepaConfig) -> ObsSpec {
+    let Some(im) = &c.image else {
+        return crate::obs::state_spec(c.obs_dim.max(1) as usize);
+    };
+    let mut fields = vec![FieldSpec {
+        name: IMAGE.into(),
+        dtype: Dtype::U8,
+        shape: vec![im.channels as usize, im.height as usize, im.width as usize],
+        names: Vec::new(),
+    }];
+    if c.obs_dim > 0 {
+        fields.push(FieldSpec::unnamed(PROPRIO, c.obs_dim as usize));
+    }
+    ObsSpec::new(fields).unwrap_or_else(|_| crate::obs::state_spec(1))
+}
 
 /// A native JEPA world model for planning: [`JepaNets`] behind the [`WorldModel`] trait.
 ///
@@ -53,7 +71,7 @@ impl JepaModel {
         let c = &nets.config;
         JepaModel {
             device: nets.device(),
-            obs_spec: crate::obs::state_spec(c.obs_dim.max(1) as usize),
+            obs_spec: obs_spec_of(c),
             action_dim: c.action_dim,
             latent_shape: vec![c.latent_dim],
             proprio_latent: c.proprio_latent(),
@@ -167,8 +185,31 @@ impl WorldModel for JepaModel {
 
     fn encode(&self, obs: &ObsBatch) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
+        let frozen = self.frozen();
+        if frozen.config.is_pixel() {
+            let image = obs.field(IMAGE).ok_or_else(|| ModelError::MissingField {
+                model: self.name.clone(),
+                field: IMAGE.into(),
+                present: obs
+                    .fields()
+                    .map(|(n, _)| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            let vector = if frozen.config.obs_dim > 0 {
+                obs.float(PROPRIO, &self.name, self.device)?
+            } else {
+                Tensor::f_zeros([obs.batch_size(), 0], (tch::Kind::Float, self.device)).map_err(
+                    |source| ModelError::Torch {
+                        context: "empty proprio".into(),
+                        source,
+                    },
+                )?
+            };
+            return frozen.encode_obs(image, &vector, "encode");
+        }
         let state = obs.float(STATE, &self.name, self.device)?;
-        self.frozen().encode(&state, "encode")
+        frozen.encode(&state, "encode")
     }
 
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {

@@ -186,6 +186,13 @@ impl JepaNets {
         self.frozen_view(false).encode(obs, "encode")
     }
 
+    /// Encodes camera observations of a pixel model: images `[B, C, H, W]` (u8, or float in
+    /// `[0, 1]`) and proprio vectors `[B, obs_dim]` (normalised inside; `[B, 0]` without
+    /// proprio) into latents `[B, latent_dim]`.
+    pub fn encode_images(&self, image: &Tensor, vector: &Tensor) -> Result<Tensor> {
+        self.frozen_view(false).encode_obs(image, vector, "encode")
+    }
+
     /// One predictor step: `z [B, latent_dim]`, `action [B, action_dim]` → `z + f([z, a])`.
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         self.frozen_view(false).predict(z, action, "predict")
@@ -422,6 +429,19 @@ impl TargetEncoder {
         self.encoder.forward(&x)
     }
 
+    /// Encodes camera observations (see [`JepaNets::encode_images`]) without autograd.
+    pub fn encode_images(&self, image: &Tensor, vector: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let image = super::image::image_float(image, self.norm_mean.device())?;
+        let x = vector
+            .f_to_device(self.norm_mean.device())
+            .and_then(|v| v.f_to_kind(Kind::Float))
+            .and_then(|v| v.f_sub(&self.norm_mean))
+            .and_then(|x| x.f_mul(&self.norm_inv_std))
+            .ctx(|| "target encoder: normalising proprio".into())?;
+        self.encoder.forward_image(&image, &x)
+    }
+
     /// `target = decay * target + (1 - decay) * online` for every encoder variable (no autograd);
     /// `decay = 0` copies the online encoder.
     ///
@@ -495,6 +515,29 @@ impl Frozen {
             .and_then(|x| x.f_mul(&self.norm_inv_std))
             .ctx(|| format!("{}: normalising observations", self.name))?;
         self.encoder.forward(&x)
+    }
+
+    /// A pixel model's encoding of images `[B, C, H, W]` and proprio vectors `[B, obs_dim]`.
+    pub(crate) fn encode_obs(
+        &self,
+        image: &Tensor,
+        vector: &Tensor,
+        method: &'static str,
+    ) -> Result<Tensor> {
+        let site = self.site(method);
+        let b = image.size().first().copied().unwrap_or(-1);
+        site.check_shape(
+            "input `proprio`",
+            vector,
+            &[("B", b)],
+            &[self.config.obs_dim],
+        )?;
+        let image = super::image::image_float(image, self.device())?;
+        let x = crate::util::to_float_on(vector, self.device())?
+            .f_sub(&self.norm_mean)
+            .and_then(|x| x.f_mul(&self.norm_inv_std))
+            .ctx(|| format!("{}: normalising proprio", self.name))?;
+        self.encoder.forward_image(&image, &x)
     }
 
     pub(crate) fn predict(

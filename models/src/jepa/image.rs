@@ -1,0 +1,242 @@
+//! The convolutional image encoder of pixel JEPA models.
+
+use crate::error::TchContext;
+use crate::util::fmt_shape;
+use crate::{ModelError, Result};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+/// Sizes of the image encoder (stored in the sidecar as `JepaConfig.image`).
+///
+/// A stack of 3 × 3 convolutions of stride 2 (padding 1) with ReLU, one per entry of
+/// `widths`, each halving the image (rounding up); the feature map is flattened, mapped
+/// linearly to the scene latent and layer-normalised. Images arrive as float32 `[B, C, H, W]`
+/// in `[0, 1]` (the u8 camera image scaled on the model's device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEncoderConfig {
+    /// Image channels `C` (3 × frame history).
+    pub channels: i64,
+    /// Image height in pixels.
+    pub height: i64,
+    /// Image width in pixels.
+    pub width: i64,
+    /// Output channels of each stride-2 convolution.
+    pub widths: Vec<i64>,
+}
+
+impl ImageEncoderConfig {
+    /// A `channels × height × width` encoder with convolutions of 16, 32 and 32 channels.
+    pub fn new(channels: i64, height: i64, width: i64) -> Self {
+        ImageEncoderConfig {
+            channels,
+            height,
+            width,
+            widths: vec![16, 32, 32],
+        }
+    }
+
+    /// `(channels, height, width)` of the last feature map.
+    pub fn feature_shape(&self) -> (i64, i64, i64) {
+        let (mut h, mut w) = (self.height, self.width);
+        for _ in &self.widths {
+            h = (h + 1) / 2;
+            w = (w + 1) / 2;
+        }
+        (self.widths.last().copied().unwrap_or(self.channels), h, w)
+    }
+
+    /// Checks the sizes.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the size.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ModelError::InvalidConfig(format!("JepaConfig.image.{m}")));
+        for (name, v, max) in [
+            ("channels", self.channels, 3 * 16),
+            ("height", self.height, 512),
+            ("width", self.width, 512),
+        ] {
+            if !(1..=max).contains(&v) {
+                return bad(format!("{name} = {v} must be in 1..={max}"));
+            }
+        }
+        if self.widths.is_empty() || self.widths.len() > 8 {
+            return bad(format!(
+                "widths has {} convolutions, expected 1..=8",
+                self.widths.len()
+            ));
+        }
+        if let Some(w) = self.widths.iter().find(|&&w| !(1..=1024).contains(&w)) {
+            return bad(format!("widths entry {w} must be in 1..=1024"));
+        }
+        Ok(())
+    }
+
+    /// Multiply-accumulates of one image through the convolutions (for FLOP counts).
+    pub fn macs(&self) -> i64 {
+        let (mut c, mut h, mut w) = (self.channels, self.height, self.width);
+        let mut macs = 0;
+        for &o in &self.widths {
+            h = (h + 1) / 2;
+            w = (w + 1) / 2;
+            macs += o * h * w * c * 9;
+            c = o;
+        }
+        macs
+    }
+}
+
+/// The image encoder's variables: `<path>.c<i>.{weight,bias}` per convolution,
+/// `<path>.out.{weight,bias}` and `<path>.norm.{weight,bias}`.
+pub struct ConvNet {
+    convs: Vec<(Tensor, Tensor)>,
+    out: (Tensor, Tensor),
+    norm: (Tensor, Tensor),
+    config: ImageEncoderConfig,
+    latent: i64,
+}
+
+impl std::fmt::Debug for ConvNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConvNet")
+            .field("config", &self.config)
+            .field("latent", &self.latent)
+            .finish()
+    }
+}
+
+/// Uniform `±1/sqrt(fan_in)` values drawn from `rng` (PyTorch's default init range).
+fn draw(rng: &mut impl Rng, count: i64, fan_in: i64) -> Vec<f32> {
+    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    (0..count)
+        .map(|_| rng.random_range(-bound..bound))
+        .collect()
+}
+
+impl ConvNet {
+    /// Creates the variables under `path` for a validated `config`, mapping to `latent`
+    /// entries; weights are drawn from `rng`.
+    pub(crate) fn new(
+        path: &nn::Path<'_>,
+        config: &ImageEncoderConfig,
+        latent: i64,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        config.validate()?;
+        if latent < 1 {
+            return Err(ModelError::InvalidConfig(format!(
+                "the image encoder needs a positive latent size, got {latent}"
+            )));
+        }
+        let what = || "creating the image encoder".to_string();
+        let mut convs = Vec::with_capacity(config.widths.len());
+        let mut c = config.channels;
+        for (i, &o) in config.widths.iter().enumerate() {
+            let fan_in = c * 9;
+            let w = Tensor::f_from_slice(&draw(rng, o * fan_in, fan_in))
+                .and_then(|t| t.f_reshape([o, c, 3, 3]))
+                .ctx(what)?;
+            let b = Tensor::f_from_slice(&draw(rng, o, fan_in)).ctx(what)?;
+            let p = path / format!("c{i}");
+            convs.push((
+                p.f_var_copy("weight", &w).ctx(what)?,
+                p.f_var_copy("bias", &b).ctx(what)?,
+            ));
+            c = o;
+        }
+        let (fc, fh, fw) = config.feature_shape();
+        let flat = fc * fh * fw;
+        let w = Tensor::f_from_slice(&draw(rng, latent * flat, flat))
+            .and_then(|t| t.f_reshape([latent, flat]))
+            .ctx(what)?;
+        let b = Tensor::f_from_slice(&draw(rng, latent, flat)).ctx(what)?;
+        let op = path / "out";
+        let out = (
+            op.f_var_copy("weight", &w).ctx(what)?,
+            op.f_var_copy("bias", &b).ctx(what)?,
+        );
+        let np = path / "norm";
+        let norm = (
+            np.f_ones("weight", &[latent]).ctx(what)?,
+            np.f_zeros("bias", &[latent]).ctx(what)?,
+        );
+        Ok(ConvNet {
+            convs,
+            out,
+            norm,
+            config: config.clone(),
+            latent,
+        })
+    }
+
+    /// Latents `[B, latent]` of images `[B, C, H, W]` (float, in `[0, 1]`), in the caller's
+    /// grad mode.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let size = x.size();
+        if size.len() != 4 || size[1..] != [c.channels, c.height, c.width] {
+            return Err(ModelError::ShapeMismatch {
+                model: "jepa".into(),
+                method: "encode",
+                what: "input `image`".into(),
+                expected: format!("[B, {}, {}, {}]", c.channels, c.height, c.width),
+                actual: fmt_shape(&size),
+            });
+        }
+        let what = || format!("image encoder on {}", fmt_shape(&size));
+        let mut h = x.shallow_clone();
+        for (w, b) in &self.convs {
+            h = h
+                .f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)
+                .and_then(|t| t.f_relu())
+                .ctx(what)?;
+        }
+        h.f_flatten(1, -1)
+            .and_then(|t| t.f_linear(&self.out.0, Some(&self.out.1)))
+            .and_then(|t| {
+                t.f_layer_norm(
+                    [self.latent],
+                    Some(&self.norm.0),
+                    Some(&self.norm.1),
+                    1e-5,
+                    false,
+                )
+            })
+            .ctx(what)
+    }
+
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> ConvNet {
+        let pair = |p: &(Tensor, Tensor)| (f(&p.0), f(&p.1));
+        ConvNet {
+            convs: self.convs.iter().map(pair).collect(),
+            out: pair(&self.out),
+            norm: pair(&self.norm),
+            config: self.config.clone(),
+            latent: self.latent,
+        }
+    }
+
+    /// A copy sharing storage but cut from autograd.
+    pub(crate) fn detached(&self) -> ConvNet {
+        self.map(Tensor::detach)
+    }
+
+    /// A second handle on the same tensors.
+    pub(crate) fn shallow_clone(&self) -> ConvNet {
+        self.map(Tensor::shallow_clone)
+    }
+}
+
+/// u8 or float images `[B, C, H, W]` as float32 in `[0, 1]` on `device`.
+pub(crate) fn image_float(x: &Tensor, device: tch::Device) -> Result<Tensor> {
+    let on = x.f_to_device(device).ctx(|| "moving images".into())?;
+    if on.kind() == Kind::Uint8 {
+        on.f_to_kind(Kind::Float)
+            .and_then(|t| t.f_div_scalar(255.0))
+            .ctx(|| "scaling images to [0, 1]".into())
+    } else {
+        on.f_to_kind(Kind::Float).ctx(|| "images to float32".into())
+    }
+}
