@@ -23,6 +23,9 @@ use zplan_obs::{ObsSpec, IMAGE, PROPRIO};
 
 /// Validation windows kept in memory.
 const VAL_WINDOWS: usize = 512;
+/// Floor of the per-pixel image std (in `[0, 1]` units) in the input normalisation: pixels
+/// that never change in the data are scaled by at most 1 / 0.05.
+const IMAGE_MIN_STD: f64 = 0.05;
 
 /// A batch of windows: images `[B, K+1, C, H, W]` (u8), proprio `[B, K+1, P]`, actions
 /// `[B, K, A]`, true states of every frame `[B, K+1, S]`.
@@ -303,10 +306,28 @@ pub fn train_pixels(
     jcfg.seed = cfg.seed;
     let _ = ImageEncoderConfig::new(c, h, w);
     let mut nets = JepaNets::new(jcfg, device)?;
-    // Proprio normalisation from the first training chunk.
+    // Input normalisation (per-pixel image statistics, proprio mean and std) from the
+    // training episodes of the first training chunk.
+    let (info, n) = &train_chunks[0];
+    let chunk = src.chunk(info)?;
+    {
+        let frames = chunk
+            .field(IMAGE)
+            .context("image field")?
+            .f_narrow(0, 0, *n)?
+            .f_reshape([-1, c, h, w])?;
+        let total = frames.size()[0];
+        let stride = (total / 4096).max(1);
+        let sample = frames
+            .f_slice(0, 0, total, stride)?
+            .f_to_kind(Kind::Float)?
+            / 255.0;
+        nets.encoder
+            .image_mut()
+            .context("a pixel JEPA has an image encoder")?
+            .set_norm_from(&sample, IMAGE_MIN_STD)?;
+    }
     if proprio_dim > 0 {
-        let (info, n) = &train_chunks[0];
-        let chunk = src.chunk(info)?;
         let p = chunk
             .field(PROPRIO)
             .context("proprio field")?

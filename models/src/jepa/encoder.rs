@@ -154,6 +154,11 @@ impl ObsEncoder {
         }
     }
 
+    /// The image encoder of a pixel model (to set its input normalisation).
+    pub fn image_mut(&mut self) -> Option<&mut ConvNet> {
+        self.image.as_mut()
+    }
+
     /// Sizes `[in, hidden…, out]` of the scene MLP and, with proprio fields, the proprio MLP.
     pub fn dims(&self) -> (&[i64], Option<&[i64]>) {
         (

@@ -9,10 +9,13 @@ use tch::{nn, Kind, Tensor};
 
 /// Sizes of the image encoder (stored in the sidecar as `JepaConfig.image`).
 ///
-/// A stack of 3 × 3 convolutions of stride 2 (padding 1) with ReLU, one per entry of
+/// Images arrive as float32 `[B, C, H, W]` in `[0, 1]` (the u8 camera image scaled on the
+/// model's device) and are first normalised per pixel with statistics of the training data
+/// (`(x - mean) / std`, std floored; stored with the weights as non-trainable variables): a
+/// scene whose background never changes then shows the moving bodies at full contrast. Then
+/// a stack of 3 × 3 convolutions of stride 2 (padding 1) with ReLU, one per entry of
 /// `widths`, each halving the image (rounding up); the feature map is flattened, mapped
-/// linearly to the scene latent and layer-normalised. Images arrive as float32 `[B, C, H, W]`
-/// in `[0, 1]` (the u8 camera image scaled on the model's device).
+/// linearly to the scene latent and layer-normalised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEncoderConfig {
@@ -88,9 +91,12 @@ impl ImageEncoderConfig {
     }
 }
 
-/// The image encoder's variables: `<path>.c<i>.{weight,bias}` per convolution,
+/// The image encoder's variables: `<path>.mean` and `<path>.inv_std` (per-pixel input
+/// normalisation, not trained), `<path>.c<i>.{weight,bias}` per convolution,
 /// `<path>.out.{weight,bias}` and `<path>.norm.{weight,bias}`.
 pub struct ConvNet {
+    mean: Tensor,
+    inv_std: Tensor,
     convs: Vec<(Tensor, Tensor)>,
     out: (Tensor, Tensor),
     norm: (Tensor, Tensor),
@@ -131,6 +137,9 @@ impl ConvNet {
             )));
         }
         let what = || "creating the image encoder".to_string();
+        let shape = [config.channels, config.height, config.width];
+        let mean = path.f_zeros_no_train("mean", &shape).ctx(what)?;
+        let inv_std = path.f_ones_no_train("inv_std", &shape).ctx(what)?;
         let mut convs = Vec::with_capacity(config.widths.len());
         let mut c = config.channels;
         for (i, &o) in config.widths.iter().enumerate() {
@@ -163,6 +172,8 @@ impl ConvNet {
             np.f_zeros("bias", &[latent]).ctx(what)?,
         );
         Ok(ConvNet {
+            mean,
+            inv_std,
             convs,
             out,
             norm,
@@ -186,7 +197,10 @@ impl ConvNet {
             });
         }
         let what = || format!("image encoder on {}", fmt_shape(&size));
-        let mut h = x.shallow_clone();
+        let mut h = x
+            .f_sub(&self.mean)
+            .and_then(|t| t.f_mul(&self.inv_std))
+            .ctx(what)?;
         for (w, b) in &self.convs {
             h = h
                 .f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)
@@ -210,12 +224,54 @@ impl ConvNet {
     fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> ConvNet {
         let pair = |p: &(Tensor, Tensor)| (f(&p.0), f(&p.1));
         ConvNet {
+            mean: f(&self.mean),
+            inv_std: f(&self.inv_std),
             convs: self.convs.iter().map(pair).collect(),
             out: pair(&self.out),
             norm: pair(&self.norm),
             config: self.config.clone(),
             latent: self.latent,
         }
+    }
+
+    /// Sets the per-pixel input normalisation from images `[N, C, H, W]` in `[0, 1]`: their
+    /// mean, and `1 / max(std, min_std)`.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for images of another shape, none, or non-finite values.
+    pub fn set_norm_from(&mut self, images: &Tensor, min_std: f64) -> Result<()> {
+        let c = &self.config;
+        let size = images.size();
+        if size.len() != 4 || size[0] < 1 || size[1..] != [c.channels, c.height, c.width] {
+            return Err(ModelError::InvalidConfig(format!(
+                "image statistics need images [N >= 1, {}, {}, {}], got {}",
+                c.channels,
+                c.height,
+                c.width,
+                fmt_shape(&size)
+            )));
+        }
+        let _g = tch::no_grad_guard();
+        let what = || "image statistics".to_string();
+        let x = images
+            .f_to_device(self.mean.device())
+            .and_then(|t| t.f_to_kind(Kind::Float))
+            .ctx(what)?;
+        let mean = x.f_mean_dim(0, false, Kind::Float).ctx(what)?;
+        let std = x
+            .f_std_dim(0, false, false)
+            .and_then(|s| s.f_clamp_min(min_std))
+            .ctx(what)?;
+        if !crate::util::all_finite(&mean)? || !crate::util::all_finite(&std)? {
+            return Err(ModelError::InvalidConfig(
+                "image statistics are not finite".into(),
+            ));
+        }
+        self.mean.f_copy_(&mean).ctx(what)?;
+        self.inv_std
+            .f_copy_(&std.f_reciprocal().ctx(what)?)
+            .ctx(what)?;
+        Ok(())
     }
 
     /// A copy sharing storage but cut from autograd.
