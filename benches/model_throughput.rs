@@ -6,7 +6,10 @@
 //! - `torchscript_small`: `models/python/export_example.py --size small` (same sizes), when the
 //!   setup's python (`$ZPLAN_PYTHON`, else `python3`) can export it; skipped otherwise;
 //! - `sim_two_rooms`: the simulator-backed model of the default two_rooms scenario (rollout only,
-//!   batch 256), for scale.
+//!   batch 256), for scale;
+//! - `jepa_pixels/encode`: the pixel JEPA's image encoder (`JepaConfig::pixels`, 64 × 64 RGB u8
+//!   images and 2 proprio entries, convolutions of 16/32/32 channels, latent 64) at batch 1 and
+//!   256, images per second.
 //!
 //! libtorch's intra-op thread count is left at its default (all cores).
 //!
@@ -139,6 +142,23 @@ fn main() {
         Ok(ts) => bench_model(&mut c, "torchscript_small", &ts, &BATCHES, true),
         Err(why) => eprintln!("skipping the TorchScript benchmark: {why}"),
     }
+
+    let pixels = JepaModel::new(JepaConfig::pixels(3, 64, 64, 2, ACTION_DIM), Device::Cpu)
+        .expect("pixel JEPA");
+    let mut group = c.benchmark_group("jepa_pixels/encode");
+    for b in [1i64, 256] {
+        let obs = zplan_models::ObsBatch::single(
+            "image",
+            (Tensor::rand([b, 3, 64, 64], (Kind::Float, Device::Cpu)) * 255.0).to_kind(Kind::Uint8),
+        )
+        .with("proprio", Tensor::zeros([b, 2], (Kind::Float, Device::Cpu)))
+        .expect("batch");
+        group.throughput(Throughput::Elements(b as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(b), &obs, |bench, obs| {
+            bench.iter(|| pixels.encode(obs).expect("encode"))
+        });
+    }
+    group.finish();
 
     let sim = SimModel::from_config(&ScenarioConfig::default()).expect("two_rooms");
     bench_model(&mut c, "sim_two_rooms", &sim, &[256], false);
