@@ -207,6 +207,10 @@ struct TrainArgs {
     /// (default 16,32,32)
     #[arg(long, value_delimiter = ',')]
     conv_widths: Vec<i64>,
+    /// Pixel datasets: layer-normalise the image latent (default true; small latents train
+    /// better without)
+    #[arg(long)]
+    image_layer_norm: Option<bool>,
 }
 
 impl TrainArgs {
@@ -237,6 +241,9 @@ impl TrainArgs {
         );
         c.proprio = self.proprio.clone();
         c.conv_widths = self.conv_widths.clone();
+        if let Some(v) = self.image_layer_norm {
+            c.image_layer_norm = v;
+        }
         c
     }
 }

@@ -72,6 +72,13 @@ pub struct TrainConfig {
     /// 16, 32, 32).
     #[serde(default)]
     pub conv_widths: Vec<i64>,
+    /// Pixel models: layer-normalise the image latent.
+    #[serde(default = "default_true")]
+    pub image_layer_norm: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_proprio_latent_dim() -> i64 {
@@ -101,6 +108,7 @@ impl Default for TrainConfig {
             proprio: Vec::new(),
             proprio_latent_dim: default_proprio_latent_dim(),
             conv_widths: Vec::new(),
+            image_layer_norm: true,
         }
     }
 }

@@ -294,6 +294,7 @@ pub fn train_pixels(
         if !cfg.conv_widths.is_empty() {
             im.widths = cfg.conv_widths.clone();
         }
+        im.layer_norm = cfg.image_layer_norm;
     }
     if proprio_dim > 0 {
         jcfg.proprio_latent_dim = cfg.proprio_latent_dim;

@@ -27,6 +27,14 @@ pub struct ImageEncoderConfig {
     pub width: i64,
     /// Output channels of each stride-2 convolution.
     pub widths: Vec<i64>,
+    /// Layer normalisation of the scene latent (default true). Small latents (a few entries,
+    /// where per-sample normalisation would leave little of them) train without it.
+    #[serde(default = "yes")]
+    pub layer_norm: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ImageEncoderConfig {
@@ -37,6 +45,7 @@ impl ImageEncoderConfig {
             height,
             width,
             widths: vec![16, 32, 32],
+            layer_norm: true,
         }
     }
 
@@ -207,18 +216,21 @@ impl ConvNet {
                 .and_then(|t| t.f_relu())
                 .ctx(what)?;
         }
-        h.f_flatten(1, -1)
+        let z = h
+            .f_flatten(1, -1)
             .and_then(|t| t.f_linear(&self.out.0, Some(&self.out.1)))
-            .and_then(|t| {
-                t.f_layer_norm(
-                    [self.latent],
-                    Some(&self.norm.0),
-                    Some(&self.norm.1),
-                    1e-5,
-                    false,
-                )
-            })
-            .ctx(what)
+            .ctx(what)?;
+        if !self.config.layer_norm {
+            return Ok(z);
+        }
+        z.f_layer_norm(
+            [self.latent],
+            Some(&self.norm.0),
+            Some(&self.norm.1),
+            1e-5,
+            false,
+        )
+        .ctx(what)
     }
 
     fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> ConvNet {
