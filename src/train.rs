@@ -415,9 +415,10 @@ pub(crate) fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((var_loss, cov_loss))
 }
 
-struct Losses {
-    total: Tensor,
-    pred: Tensor,
+/// The training objective and its prediction part (the validation metric).
+pub(crate) struct Losses {
+    pub(crate) total: Tensor,
+    pub(crate) pred: Tensor,
 }
 
 fn batch_loss(
@@ -437,8 +438,24 @@ fn batch_loss(
     let tgt = target
         .encode(&obs.f_narrow(1, 1, k)?.f_reshape([b * k, d])?)?
         .f_reshape([b, k, latent])?;
+    jepa_objective(nets, &all, &z_all, &tgt, actions, cfg, action_scale)
+}
+
+/// The JEPA objective from the online latents of every frame (`all [B·(K+1), L]`, the same as
+/// `z_all [B, K+1, L]`) and the target latents of frames 1..K (`tgt [B, K, L]`): multi-step
+/// prediction from frame 0, VICReg on the online latents, inverse dynamics on frames 0 → 1.
+pub(crate) fn jepa_objective(
+    nets: &JepaNets,
+    all: &Tensor,
+    z_all: &Tensor,
+    tgt: &Tensor,
+    actions: &Tensor,
+    cfg: &TrainConfig,
+    action_scale: &(Tensor, Tensor),
+) -> Result<Losses> {
+    let k = tgt.size()[1];
     let mut z = z_all.f_select(1, 0)?;
-    let mut pred = Tensor::zeros([], (Kind::Float, obs.device()));
+    let mut pred = Tensor::zeros([], (Kind::Float, z.device()));
     for step in 0..k {
         z = nets.predict(&z, &actions.f_select(1, step)?)?;
         // Out of place: autograd must see every step's term.
@@ -449,7 +466,7 @@ fn batch_loss(
         )?;
     }
     let pred = pred / k as f64;
-    let (var_l, cov_l) = vicreg(&all)?;
+    let (var_l, cov_l) = vicreg(all)?;
     let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
     if cfg.inverse_weight > 0.0 {
         let z0 = z_all.f_select(1, 0)?;
@@ -460,6 +477,66 @@ fn batch_loss(
             total.f_add(&((a_hat - a0).f_square()?.f_mean(Kind::Float)? * cfg.inverse_weight))?;
     }
     Ok(Losses { total, pred })
+}
+
+/// The cosine learning-rate schedule: `lr` decays to 5 % of itself over `steps`.
+pub(crate) fn cosine_lr(lr: f64, step: usize, steps: usize) -> f64 {
+    let frac = step as f64 / steps.max(1) as f64;
+    lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()))
+}
+
+/// The training progress bar (steps, elapsed, ETA, losses), hidden without `progress`.
+pub(crate) fn progress_bar(steps: usize, progress: bool) -> indicatif::ProgressBar {
+    let bar = if progress {
+        indicatif::ProgressBar::new(steps as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Saves the best networks with their training record to `out`, removes the checkpoint copy,
+/// and writes `out.loss.png` and `out.train.json` (the report).
+pub(crate) fn finish(
+    mut best_nets: JepaNets,
+    report: &TrainReport,
+    cfg: &TrainConfig,
+    dataset: serde_json::Value,
+    out: &Path,
+) -> Result<()> {
+    best_nets.training = serde_json::json!({
+        "config": cfg,
+        "dataset": dataset,
+        "best_step": report.best_step,
+        "best_val_loss": report.best_val_loss,
+        "initial_val_loss": report.initial_val_loss,
+        "latent_min_std": report.health.min_std,
+        "probe_r2": report.health.probe_r2,
+    });
+    best_nets.save(out)?;
+    // The final model is the best checkpoint plus its report; drop the now redundant copy.
+    let (ckpt_weights, ckpt_sidecar) = zplan_models::jepa::jepa_paths(&checkpoint_path(out));
+    for f in [ckpt_weights, ckpt_sidecar] {
+        if let Err(e) = std::fs::remove_file(&f) {
+            tracing::warn!("could not remove checkpoint {}: {e}", f.display());
+        }
+    }
+    let stem = out.with_extension("");
+    plot_curve(
+        &PathBuf::from(format!("{}.loss.png", stem.display())),
+        &report.curve,
+    )?;
+    std::fs::write(
+        format!("{}.train.json", stem.display()),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    Ok(())
 }
 
 fn eval_loss(
@@ -706,17 +783,7 @@ pub fn train(
     let initial_val = eval_loss(&nets, &target, &val, &val_starts, cfg, &scale, device)?;
     let mut best = (f64::INFINITY, 0usize);
     let mut curve = vec![(0usize, f64::NAN, initial_val)];
-    let bar = if progress {
-        indicatif::ProgressBar::new(cfg.steps as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(cfg.steps, progress);
     let mut running = 0.0;
     let mut running_n = 0.0;
     let mut step = 0;
@@ -728,8 +795,7 @@ pub fn train(
             .collect();
         let (o, a) = gather(&train, &batch, k, device)?;
         // Cosine learning-rate decay to 5 % of the initial rate.
-        let frac = step as f64 / cfg.steps as f64;
-        opt.set_lr(cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())));
+        opt.set_lr(cosine_lr(cfg.lr, step, cfg.steps));
         let l = batch_loss(&nets, &target, &o, &a, cfg, &scale)?;
         opt.zero_grad();
         l.total.f_backward()?;
@@ -762,7 +828,7 @@ pub fn train(
     }
     bar.finish_and_clear();
     // The saved model is the best checkpoint.
-    let mut best_nets = JepaNets::load(&ckpt, device)?;
+    let best_nets = JepaNets::load(&ckpt, device)?;
     let health = latent_health(&best_nets, &train.obs, &val.obs)?;
     let report = TrainReport {
         steps: step,
@@ -774,32 +840,9 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         model_path: out.to_path_buf(),
     };
-    best_nets.training = serde_json::json!({
-        "config": cfg,
-        "dataset": { "episodes": n_ep, "steps": t1 - 1, "collect": data.meta.collect },
-        "best_step": best.1,
-        "best_val_loss": best.0,
-        "initial_val_loss": initial_val,
-        "latent_min_std": report.health.min_std,
-        "probe_r2": report.health.probe_r2,
-    });
-    best_nets.save(out)?;
-    // The final model is the best checkpoint plus its report; drop the now redundant copy.
-    let (ckpt_weights, ckpt_sidecar) = zplan_models::jepa::jepa_paths(&ckpt);
-    for f in [ckpt_weights, ckpt_sidecar] {
-        if let Err(e) = std::fs::remove_file(&f) {
-            tracing::warn!("could not remove checkpoint {}: {e}", f.display());
-        }
-    }
-    let stem = out.with_extension("");
-    plot_curve(
-        &PathBuf::from(format!("{}.loss.png", stem.display())),
-        &report.curve,
-    )?;
-    std::fs::write(
-        format!("{}.train.json", stem.display()),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    let dataset =
+        serde_json::json!({ "episodes": n_ep, "steps": t1 - 1, "collect": data.meta.collect });
+    finish(best_nets, &report, cfg, dataset, out)?;
     Ok(report)
 }
 

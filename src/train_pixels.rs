@@ -11,14 +11,17 @@
 
 use crate::collect::DatasetMeta;
 use crate::dataset::{read_chunk, Chunk, ChunkInfo};
-use crate::train::{checkpoint_path, health_of, plot_curve, vicreg, TrainConfig, TrainReport};
+use crate::train::{
+    checkpoint_path, cosine_lr, finish, health_of, jepa_objective, progress_bar, Losses,
+    TrainConfig, TrainReport,
+};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
-use zplan_models::jepa::{ImageEncoderConfig, JepaConfig, JepaNets, ObsNorm, TargetEncoder};
+use zplan_models::jepa::{JepaConfig, JepaNets, ObsNorm, TargetEncoder};
 use zplan_obs::{ObsSpec, IMAGE, PROPRIO};
 
 /// Validation windows kept in memory.
@@ -58,7 +61,6 @@ struct Source<'a> {
     spec: ObsSpec,
     state_dim: usize,
     action_dim: usize,
-    proprio_dim: i64,
 }
 
 impl Source<'_> {
@@ -103,11 +105,6 @@ impl Source<'_> {
     }
 }
 
-struct Losses {
-    total: Tensor,
-    pred: Tensor,
-}
-
 fn batch_loss(
     nets: &JepaNets,
     target: &TargetEncoder,
@@ -121,7 +118,6 @@ fn batch_loss(
     let k = k1 - 1;
     let img = w.image.f_to_device(device)?;
     let prop = w.proprio.f_to_device(device)?;
-    let p = prop.size()[2];
     let frames = |t: &Tensor, from: i64, n: i64| -> Result<Tensor> {
         let mut shape = vec![b * n];
         shape.extend_from_slice(&t.size()[2..]);
@@ -133,28 +129,8 @@ fn batch_loss(
     let tgt = target
         .encode_images(&frames(&img, 1, k)?, &frames(&prop, 1, k)?)?
         .f_reshape([b, k, latent])?;
-    let _ = p;
     let actions = w.actions.f_to_device(device)?;
-    let mut z = z_all.f_select(1, 0)?;
-    let mut pred = Tensor::zeros([], (Kind::Float, device));
-    for step in 0..k {
-        z = nets.predict(&z, &actions.f_select(1, step)?)?;
-        pred = pred.f_add(
-            &(&z - tgt.f_select(1, step)?)
-                .f_square()?
-                .f_mean(Kind::Float)?,
-        )?;
-    }
-    let pred = pred / k as f64;
-    let (var_l, cov_l) = vicreg(&all)?;
-    let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
-    if cfg.inverse_weight > 0.0 {
-        let a_hat = nets.inverse(&z_all.f_select(1, 0)?, &z_all.f_select(1, 1)?)?;
-        let a0 = (actions.f_select(1, 0)? - &action_scale.0) / &action_scale.1;
-        total =
-            total.f_add(&((a_hat - a0).f_square()?.f_mean(Kind::Float)? * cfg.inverse_weight))?;
-    }
-    Ok(Losses { total, pred })
+    jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)
 }
 
 fn eval_loss(
@@ -219,7 +195,6 @@ pub fn train_pixels(
         spec: obs.clone(),
         state_dim: spec.state_dim(),
         action_dim: spec.action_dim(),
-        proprio_dim,
     };
     let k = cfg.rollout_steps as i64;
     let steps_per_ep = meta.steps as i64;
@@ -305,7 +280,6 @@ pub fn train_pixels(
         jcfg.inverse_layers = 1;
     }
     jcfg.seed = cfg.seed;
-    let _ = ImageEncoderConfig::new(c, h, w);
     let mut nets = JepaNets::new(jcfg, device)?;
     // Input normalisation (per-pixel image statistics, proprio mean and std) from the
     // training episodes of the first training chunk.
@@ -354,17 +328,7 @@ pub fn train_pixels(
     let initial_val = eval_loss(&nets, &target, &val, cfg, &scale, device)?;
     let mut best = (f64::INFINITY, 0usize);
     let mut curve = vec![(0usize, f64::NAN, initial_val)];
-    let bar = if progress {
-        indicatif::ProgressBar::new(cfg.steps as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(cfg.steps, progress);
     let (mut running, mut running_n, mut step) = (0.0, 0.0, 0usize);
     let deadline = started + std::time::Duration::from_secs_f64(cfg.time_limit_min * 60.0);
     let mut order: Vec<usize> = Vec::new();
@@ -391,8 +355,7 @@ pub fn train_pixels(
                 })
                 .collect();
             let batch = src.gather(&chunk, &starts, k)?;
-            let frac = step as f64 / cfg.steps as f64;
-            opt.set_lr(cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())));
+            opt.set_lr(cosine_lr(cfg.lr, step, cfg.steps));
             let l = batch_loss(&nets, &target, &batch, cfg, &scale, device)?;
             opt.zero_grad();
             l.total.f_backward()?;
@@ -428,7 +391,7 @@ pub fn train_pixels(
         last_chunk = Some((chunk, *n));
     }
     bar.finish_and_clear();
-    let mut best_nets = JepaNets::load(&ckpt, device)?;
+    let best_nets = JepaNets::load(&ckpt, device)?;
     // Latent health: latent std on validation frames; a linear probe latent → true state,
     // fit on training frames of the last chunk visited and scored on validation frames.
     let (chunk, n) = last_chunk.context("no training step ran")?;
@@ -454,31 +417,8 @@ pub fn train_pixels(
         seconds: started.elapsed().as_secs_f64(),
         model_path: out.to_path_buf(),
     };
-    best_nets.training = serde_json::json!({
-        "config": cfg,
-        "dataset": { "episodes": n_ep, "steps": steps_per_ep, "collect": meta.collect },
-        "best_step": best.1,
-        "best_val_loss": best.0,
-        "initial_val_loss": initial_val,
-        "latent_min_std": report.health.min_std,
-        "probe_r2": report.health.probe_r2,
-    });
-    best_nets.save(out)?;
-    let (ckpt_weights, ckpt_sidecar) = zplan_models::jepa::jepa_paths(&ckpt);
-    for f in [ckpt_weights, ckpt_sidecar] {
-        if let Err(e) = std::fs::remove_file(&f) {
-            tracing::warn!("could not remove checkpoint {}: {e}", f.display());
-        }
-    }
-    let stem = out.with_extension("");
-    plot_curve(
-        &std::path::PathBuf::from(format!("{}.loss.png", stem.display())),
-        &report.curve,
-    )?;
-    std::fs::write(
-        format!("{}.train.json", stem.display()),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    let _ = src.proprio_dim;
+    let dataset =
+        serde_json::json!({ "episodes": n_ep, "steps": steps_per_ep, "collect": meta.collect });
+    finish(best_nets, &report, cfg, dataset, out)?;
     Ok(report)
 }
