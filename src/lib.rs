@@ -7,6 +7,7 @@ pub mod bench;
 pub mod collect;
 pub mod dataset;
 pub mod info;
+pub mod interrupt;
 pub mod plots;
 pub mod report;
 pub mod results;

@@ -250,9 +250,9 @@ impl TrainArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Suite file.
-    #[arg(default_value = "scenarios/default.ron")]
-    suite: PathBuf,
+    /// Suite file (default: scenarios/default.ron). With --resume it may be given only if it
+    /// is the run's own suite.
+    suite: Option<PathBuf>,
     /// Output directory (default: a new directory under runs/).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -305,8 +305,7 @@ enum ModelCmd {
 }
 
 fn looks_like_suite(path: &Path) -> Result<bool> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = zplan_io::read_text(path, "a scenario or suite file", zplan_io::MAX_CONFIG_BYTES)?;
     let first = text
         .lines()
         .map(|l| l.trim())
@@ -383,13 +382,28 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             (None, Some(s)) => Some(s.parse().map_err(|e| anyhow::anyhow!("{e}"))?),
             (None, None) => None,
         };
+        if let Some(given) = &args.suite {
+            let theirs = LoadedSuite::load(given)?;
+            if theirs.text_hash() != m.suite_hash {
+                bail!(
+                    "{} is a run of suite {}, not of {}: resume it without a suite argument, or give another --out",
+                    dir.display(),
+                    m.suite_path.display(),
+                    given.display()
+                );
+            }
+        }
         (m.suite_path.clone(), dir.clone(), m.shard, dev)
     } else {
+        let suite_arg = args
+            .suite
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("scenarios/default.ron"));
         let shard = match args.shard {
             Some(s) => s,
             None => Shard::from_env(args.shard_count)?.unwrap_or(Shard::ALL),
         };
-        let suite = LoadedSuite::load(&args.suite)?;
+        let suite = LoadedSuite::load(&suite_arg)?;
         let out = args.out.clone().unwrap_or_else(|| {
             let mut d = runner::default_out_dir(&suite.suite.name);
             if shard.count > 1 {
@@ -402,7 +416,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             }
             d
         });
-        (args.suite.clone(), out, shard, args.device)
+        (suite_arg, out, shard, args.device)
     };
     let suite = LoadedSuite::load(&suite_path)?;
     let opts = RunOptions {
@@ -419,8 +433,20 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         shard,
         out.display()
     );
+    zplan::interrupt::install();
     let outcome = runner::run_suite(&suite, &opts)?;
     let errors = outcome.records.iter().filter(|r| r.error.is_some()).count();
+    if outcome.interrupted {
+        println!("\n{}", outcome.summary_md);
+        eprintln!(
+            "zplan run: interrupted; {} episodes are recorded in {} ({} of them now). Finish the run with: zplan run --resume {}",
+            outcome.records.len(),
+            out.display(),
+            outcome.ran,
+            out.display()
+        );
+        std::process::exit(130);
+    }
     println!("\n{}", outcome.summary_md);
     println!(
         "{} episodes run now, {} from before; {} errors. Results in {}",
@@ -446,6 +472,8 @@ fn tune_allocator() {
 
 fn main() -> Result<()> {
     tune_allocator();
+    // Before any thread starts: every worker and libtorch's pool inherit it.
+    zplan_models::flush_denormals();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -70,7 +70,7 @@ pub fn summarize(records: &[EpisodeRecord]) -> Vec<SummaryRow> {
             let (lo, hi) = wilson_interval(successes, episodes);
             let ok: Vec<f64> = rs
                 .iter()
-                .filter(|r| r.error.is_none())
+                .filter(|r| r.error.is_none() && r.final_distance.is_finite())
                 .map(|r| r.final_distance)
                 .collect();
             let mean_final_distance = if ok.is_empty() {
@@ -148,6 +148,22 @@ pub fn to_csv(rows: &[SummaryRow]) -> String {
     s
 }
 
+/// A table cell: `|` escaped and line breaks flattened, so any entry name keeps the table whole.
+fn md_cell(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// A number for the table, `–` when it is undefined (no plan finished, every episode errored).
+fn md_num(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "–".into()
+    }
+}
+
 /// `summary.md` contents (also what the terminal prints).
 pub fn to_markdown(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
@@ -156,20 +172,20 @@ pub fn to_markdown(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {}/{} ({:.0}%) | [{:.0}%, {:.0}%] | {:.3} | {:.1} / {:.1} / {:.1} | {:.0} | {} |",
-            r.entry,
-            r.scenario,
-            r.model,
-            r.planner,
+            "| {} | {} | {} | {} | {}/{} ({:.0}%) | [{:.0}%, {:.0}%] | {} | {} / {} / {} | {:.0} | {} |",
+            md_cell(&r.entry),
+            md_cell(&r.scenario),
+            md_cell(&r.model),
+            md_cell(&r.planner),
             r.successes,
             r.episodes,
             100.0 * r.success_rate,
             100.0 * r.success_ci_low,
             100.0 * r.success_ci_high,
-            r.mean_final_distance,
-            r.plan_ms_p50,
-            r.plan_ms_p95,
-            r.plan_ms_p99,
+            md_num(r.mean_final_distance, 3),
+            md_num(r.plan_ms_p50, 1),
+            md_num(r.plan_ms_p95, 1),
+            md_num(r.plan_ms_p99, 1),
             r.rollouts_per_s,
             r.errors
         );
@@ -212,5 +228,29 @@ mod tests {
         assert_eq!(s1[0].episodes, 2);
         assert!(to_csv(&s1).starts_with("entry,scenario"));
         assert!(to_markdown(&s1).contains("| e0 |"));
+    }
+
+    #[test]
+    fn errored_episodes_count_as_failures_and_odd_names_keep_the_table() {
+        let mut bad = sample_record(0, 1, false);
+        bad.entry = "a|b\nc".into();
+        bad.final_distance = f64::NAN;
+        bad.plan_ms.clear();
+        bad.error = Some("boom".into());
+        let mut good = sample_record(0, 0, true);
+        good.entry = bad.entry.clone();
+        let rows = summarize(&[good, bad.clone()]);
+        assert_eq!(
+            (rows[0].episodes, rows[0].successes, rows[0].errors),
+            (2, 1, 1)
+        );
+        assert_eq!(rows[0].mean_final_distance, 0.5);
+        let md = to_markdown(&rows);
+        let line = md.lines().nth(2).unwrap();
+        assert!(line.starts_with("| a\\|b c |"), "{line}");
+        assert!(line.ends_with("| 1 |"), "{line}");
+        // Only errored episodes: the numbers are undefined, not NaN in the table.
+        let rows = summarize(&[bad]);
+        assert!(to_markdown(&rows).contains("| – | – / – / – |"));
     }
 }

@@ -25,13 +25,17 @@ pub struct EpisodeRecord {
     pub success: bool,
     /// Control steps executed.
     pub steps: u32,
-    /// Task-space distance to the goal at the end.
+    /// Task-space distance to the goal at the end (`null` in the file, NaN in memory, when the
+    /// episode errored before it could be measured).
+    #[serde(with = "nullable")]
     pub final_distance: f64,
     /// First control step at which the success predicate held (reported, never used to stop).
     pub first_success_step: Option<u32>,
-    /// Median plan latency in milliseconds.
+    /// Median plan latency in milliseconds (`null` when no plan finished).
+    #[serde(with = "nullable")]
     pub plan_ms_p50: f64,
-    /// 99th-percentile plan latency in milliseconds.
+    /// 99th-percentile plan latency in milliseconds (`null` when no plan finished).
+    #[serde(with = "nullable")]
     pub plan_ms_p99: f64,
     /// Every plan's latency in milliseconds (for suite-wide percentiles and histograms).
     pub plan_ms: Vec<f64>,
@@ -39,11 +43,14 @@ pub struct EpisodeRecord {
     pub deadline_hits: u32,
     /// Candidate rollouts evaluated by the planner in this episode.
     pub rollouts: u64,
-    /// Distance to goal after each control step (index 0 = after reset).
+    /// Distance to goal after each control step (index 0 = after reset; `null` entries where
+    /// the simulator produced a non-finite distance).
+    #[serde(with = "nullable_vec")]
     pub distance_trace: Vec<f64>,
     /// Action entries clipped to the bounds.
     pub clipped: u64,
     /// Wall-clock seconds of the whole episode.
+    #[serde(with = "nullable")]
     pub wall_s: f64,
     /// `None` unless the episode failed; then the error or panic message.
     pub error: Option<String>,
@@ -53,6 +60,44 @@ impl EpisodeRecord {
     /// Key that identifies an episode across shards and resumes.
     pub fn key(&self) -> (usize, u64) {
         (self.entry_index, self.episode)
+    }
+}
+
+/// Serde for an `f64` that may be non-finite: JSON has no NaN, so a non-finite value is written
+/// as `null` and `null` reads back as NaN. An errored episode's numeric fields are `null`, and
+/// every reader (`run`, `--resume`, `merge`) accepts them.
+mod nullable {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// [`nullable`] for every element of a vector.
+mod nullable_vec {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for x in v {
+            seq.serialize_element(&x.is_finite().then_some(*x))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let v = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
     }
 }
 
@@ -104,33 +149,46 @@ fn repair_torn_tail(path: &Path) -> std::io::Result<()> {
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// File.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A complete line is not a valid record.
-    #[error("{path}:{line}: not a valid episode record: {source}")]
+    #[error("{path}:{line}: not a valid episode record: {cause}")]
     Parse {
         /// File.
         path: String,
         /// 1-based line.
         line: usize,
         /// Cause.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
 /// Reads every complete record of a `results.jsonl`. A torn final line (no trailing newline,
 /// left by a kill mid-write) is ignored; a corrupt complete line is an error naming the line.
 pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
+    Ok(read_results_numbered(path)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// [`read_results`] with each record's 1-based line number, for errors that name the line.
+pub fn read_results_numbered(path: &Path) -> Result<Vec<(usize, EpisodeRecord)>, ResultsError> {
     let p = path.display().to_string();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ResultsError::Io { path: p, source }),
+        Err(source) => {
+            return Err(ResultsError::Io {
+                path: p,
+                cause: source,
+            })
+        }
     };
     let mut out = Vec::new();
     let mut reader = std::io::BufReader::new(file);
@@ -142,7 +200,7 @@ pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
             .read_line(&mut buf)
             .map_err(|source| ResultsError::Io {
                 path: p.clone(),
-                source,
+                cause: source,
             })?;
         if n == 0 {
             break;
@@ -157,9 +215,9 @@ pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
         let rec = serde_json::from_str(buf.trim_end()).map_err(|source| ResultsError::Parse {
             path: p.clone(),
             line: line_no,
-            source,
+            cause: source,
         })?;
-        out.push(rec);
+        out.push((line_no, rec));
     }
     Ok(out)
 }
@@ -217,6 +275,32 @@ mod tests {
             recs.iter().map(|r| r.episode).collect::<Vec<_>>(),
             vec![0, 1, 2]
         );
+    }
+
+    #[test]
+    fn errored_episode_round_trips_with_null_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let mut rec = sample_record(0, 0, false);
+        rec.final_distance = f64::NAN;
+        rec.plan_ms_p50 = f64::NAN;
+        rec.plan_ms_p99 = f64::INFINITY;
+        rec.distance_trace = vec![1.0, f64::NAN];
+        rec.error = Some("planner: boom".into());
+        let mut w = ResultsWriter::append(&path).unwrap();
+        w.write(&rec).unwrap();
+        w.write(&sample_record(0, 1, true)).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"final_distance\":null"), "{text}");
+        let back = read_results(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert!(back[0].final_distance.is_nan());
+        assert!(back[0].plan_ms_p99.is_nan());
+        assert_eq!(back[0].distance_trace[0], 1.0);
+        assert!(back[0].distance_trace[1].is_nan());
+        assert_eq!(back[0].error.as_deref(), Some("planner: boom"));
+        assert_eq!(back[1], sample_record(0, 1, true));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The closed-loop runner: episodes on a worker pool, flushed JSONL records, resume, shards.
 
-use crate::results::{read_results, EpisodeRecord, ResultsWriter};
+use crate::results::{read_results, read_results_numbered, EpisodeRecord, ResultsWriter};
 use crate::shard::Shard;
 use crate::suite::LoadedSuite;
 use anyhow::{bail, Context, Result};
@@ -55,6 +55,109 @@ pub struct RunOutcome {
     pub skipped: usize,
     /// The Markdown summary table.
     pub summary_md: String,
+    /// A SIGINT/SIGTERM stopped the run early (completed episodes are recorded; resume with
+    /// `zplan run --resume DIR`).
+    pub interrupted: bool,
+}
+
+/// Why an episode stopped without a record: the user asked the run to stop.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+struct Interrupted;
+
+/// An exclusive lock on a run directory (`run.lock`, `flock`), held while a run writes it. The
+/// kernel releases it when the process ends, however it ends, so a killed run never leaves a
+/// stale lock behind.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of `dir`, or says that another run holds it.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        let path = dir.join("run.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; no memory is involved.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r != 0 {
+                bail!(
+                    "{} is in use by another zplan run (it holds {}); wait for it to finish or choose another --out",
+                    dir.display(),
+                    path.display()
+                );
+            }
+        }
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// Checks the records of a run directory against its suite before they are trusted: every
+/// record names an entry of the suite (index and name), an episode within the entry's count,
+/// and the seed that episode must have; no (entry, episode) appears twice. Errors name the
+/// file and line.
+pub fn check_records(
+    suite: &crate::suite::Suite,
+    path: &Path,
+    records: &[(usize, EpisodeRecord)],
+) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (line, r) in records {
+        let at = || format!("{}:{line}", path.display());
+        let Some(e) = suite.entries.get(r.entry_index) else {
+            bail!(
+                "{}: entry_index {} is not an entry of suite `{}` ({} entries)",
+                at(),
+                r.entry_index,
+                suite.name,
+                suite.entries.len()
+            );
+        };
+        if e.name != r.entry {
+            bail!(
+                "{}: entry {} of the suite is `{}`, the record says `{}`",
+                at(),
+                r.entry_index,
+                e.name,
+                r.entry
+            );
+        }
+        let n = suite.episodes_of(r.entry_index);
+        if r.episode >= n {
+            bail!(
+                "{}: episode {} of `{}`, which has only {n} episodes (0..{n})",
+                at(),
+                r.episode,
+                r.entry
+            );
+        }
+        let seed = crate::seeds::evaluation_seed(suite.seed, e.seed_key(), r.episode);
+        if r.seed != seed {
+            bail!(
+                "{}: episode {} of `{}` has seed {}, the suite gives it seed {seed}",
+                at(),
+                r.episode,
+                r.entry,
+                r.seed
+            );
+        }
+        if let Some(first) = seen.insert(r.key(), *line) {
+            bail!(
+                "{}: episode {} of `{}` is recorded twice (first at line {first})",
+                at(),
+                r.episode,
+                r.entry
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Loads every model of the suite once (checking shapes against the scenario, and the energy's
@@ -71,9 +174,55 @@ pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc
             let model = zplan_models::load_model(&suite.models[i], &suite.scenarios[i].1, device)
                 .with_context(|| format!("{}: model", ctx()))?;
             e.energy.weights_for(model.as_ref()).with_context(ctx)?;
+            let latent: i64 = model.latent_shape().iter().product();
+            e.planner
+                .check_memory(model.action_dim().max(0) as usize, latent.max(0) as usize)
+                .with_context(ctx)?;
+            if let Some(ms) = e.mpc.deadline_ms {
+                warn_if_deadline_below_rollout(&ctx(), model.as_ref(), &e.planner, ms);
+            }
             Ok(model)
         })
         .collect()
+}
+
+/// Times one batched rollout of the planner's population and warns when `deadline_ms` is
+/// shorter: every plan would then stop before its first iteration and the robot would execute
+/// its initial guess. A failed timing (e.g. a model that rejects an all-zero latent) warns
+/// nothing.
+fn warn_if_deadline_below_rollout(
+    what: &str,
+    model: &dyn WorldModel,
+    planner: &zplan_planner::PlannerConfig,
+    deadline_ms: f64,
+) {
+    let _guard = tch::no_grad_guard();
+    let mut zshape = vec![planner.samples() as i64];
+    zshape.extend(model.latent_shape());
+    let opts = (tch::Kind::Float, model.device());
+    let z0 = tch::Tensor::zeros(&zshape, opts);
+    let actions = tch::Tensor::zeros(
+        [
+            planner.samples() as i64,
+            planner.horizon() as i64,
+            model.action_dim(),
+        ],
+        opts,
+    );
+    let _ = model.rollout(&z0, &actions); // warm-up
+    let t = Instant::now();
+    if model.rollout(&z0, &actions).is_ok() {
+        let took = t.elapsed().as_secs_f64() * 1000.0;
+        if took > deadline_ms {
+            let msg = format!(
+                "{what}: deadline_ms {deadline_ms} is below one batched rollout of {} samples × horizon {} ({took:.2} ms measured): plans would stop before their first iteration",
+                planner.samples(),
+                planner.horizon()
+            );
+            tracing::warn!("{msg}");
+            eprintln!("warning: {msg}");
+        }
+    }
 }
 
 /// Compose frames left to right into one image.
@@ -159,15 +308,17 @@ fn film_frame(env: &dyn Env) -> Image {
     }
 }
 
-/// Runs one closed-loop episode. The planner sees only observations (through the model's
-/// encoder); the simulator's success predicate and distance are recorded, never acted upon.
+/// Runs one closed-loop episode into `rec` (which starts as [`blank_record`]). The planner sees
+/// only observations (through the model's encoder); the simulator's success predicate and
+/// distance are recorded, never acted upon. On an error `rec` keeps everything measured up to
+/// it (steps, distance trace, plan latencies), so a failed episode still reports how far it got.
 fn run_episode(
     ctx: &EntryCtx,
-    episode: u64,
-    seed: u64,
+    rec: &mut EpisodeRecord,
     frames_out: Option<&mut Vec<Image>>,
-) -> Result<EpisodeRecord> {
+) -> Result<()> {
     let started = Instant::now();
+    let seed = rec.seed;
     let mut env: Box<dyn Env> = ctx.scenario.build()?;
     env.reset(seed)?;
     let spec = env.spec().clone();
@@ -176,72 +327,62 @@ fn run_episode(
         .entry
         .planner
         .build(bounds, ctx.entry.energy.clone(), seed)?;
-    let planner_name = planner.name().to_string();
+    rec.planner = planner.name().to_string();
     let mut mpc = Mpc::new(ctx.model.clone(), planner, ctx.entry.mpc.clone())?;
     let goal = for_model(env.goal_observation(), ctx.model.as_ref(), || {
         env.goal_state()
     });
     mpc.reset_episode(&goal, seed)?;
     let max_steps = ctx.entry.max_steps.unwrap_or(spec.max_steps);
-    let mut plan_ms = Vec::new();
-    let mut rollouts = 0u64;
-    let mut deadline_hits = 0u32;
-    let mut distance_trace = vec![env.distance_to_goal() as f64];
-    let mut first_success = env.success().then_some(0u32);
+    rec.distance_trace.push(env.distance_to_goal() as f64);
+    rec.first_success_step = env.success().then_some(0u32);
     let frame_every = (max_steps / 7).max(1);
     let mut frames = frames_out;
     if let Some(f) = frames.as_deref_mut() {
         f.push(film_frame(env.as_ref()));
     }
-    while env.steps() < max_steps {
-        let obs = for_model(env.observe(), ctx.model.as_ref(), || env.state());
-        let step = mpc.next_actions(&obs)?;
-        plan_ms.push(step.plan_time.as_secs_f64() * 1000.0);
-        rollouts += step.output.rollouts;
-        deadline_hits += step.output.hit_deadline as u32;
-        for a in &step.actions {
-            if env.steps() >= max_steps {
-                break;
+    let result = (|| -> Result<()> {
+        while env.steps() < max_steps {
+            if crate::interrupt::requested() {
+                return Err(Interrupted.into());
             }
-            env.step(a)?;
-            distance_trace.push(env.distance_to_goal() as f64);
-            if first_success.is_none() && env.success() {
-                first_success = Some(env.steps());
-            }
-            if let Some(f) = frames.as_deref_mut() {
-                if env.steps() % frame_every == 0 || env.steps() == max_steps {
-                    f.push(film_frame(env.as_ref()));
+            let obs = for_model(env.observe(), ctx.model.as_ref(), || env.state());
+            let step = mpc.next_actions(&obs)?;
+            rec.plan_ms.push(step.plan_time.as_secs_f64() * 1000.0);
+            rec.rollouts += step.output.rollouts;
+            rec.deadline_hits += step.output.hit_deadline as u32;
+            for a in &step.actions {
+                if env.steps() >= max_steps {
+                    break;
+                }
+                env.step(a)?;
+                rec.distance_trace.push(env.distance_to_goal() as f64);
+                if rec.first_success_step.is_none() && env.success() {
+                    rec.first_success_step = Some(env.steps());
+                }
+                if let Some(f) = frames.as_deref_mut() {
+                    if env.steps() % frame_every == 0 || env.steps() == max_steps {
+                        f.push(film_frame(env.as_ref()));
+                    }
                 }
             }
         }
-    }
-    let p50 = crate::stats::percentile(&plan_ms, 50.0).unwrap_or(0.0);
-    let p99 = crate::stats::percentile(&plan_ms, 99.0).unwrap_or(0.0);
-    Ok(EpisodeRecord {
-        entry: ctx.name.clone(),
-        entry_index: ctx.index,
-        scenario: ctx.scenario_name.clone(),
-        model: ctx.model.name().to_string(),
-        planner: planner_name,
-        episode,
-        seed,
-        success: env.success(),
-        steps: env.steps(),
-        final_distance: env.distance_to_goal() as f64,
-        first_success_step: first_success,
-        plan_ms_p50: p50,
-        plan_ms_p99: p99,
-        plan_ms,
-        deadline_hits,
-        rollouts,
-        distance_trace,
-        clipped: env.clipped_total(),
-        wall_s: started.elapsed().as_secs_f64(),
-        error: None,
-    })
+        Ok(())
+    })();
+    rec.plan_ms_p50 = crate::stats::percentile(&rec.plan_ms, 50.0).unwrap_or(f64::NAN);
+    rec.plan_ms_p99 = crate::stats::percentile(&rec.plan_ms, 99.0).unwrap_or(f64::NAN);
+    rec.steps = env.steps();
+    rec.final_distance = env.distance_to_goal() as f64;
+    rec.clipped = env.clipped_total();
+    rec.wall_s = started.elapsed().as_secs_f64();
+    // An episode that errored is a failure whatever state it stopped in.
+    rec.success = result.is_ok() && env.success();
+    result
 }
 
-fn error_record(ctx: &EntryCtx, episode: u64, seed: u64, msg: String) -> EpisodeRecord {
+/// The record of an episode before it runs: every measurement empty or NaN (`null` in the
+/// file), not successful, no error yet.
+fn blank_record(ctx: &EntryCtx, episode: u64, seed: u64) -> EpisodeRecord {
     EpisodeRecord {
         entry: ctx.name.clone(),
         entry_index: ctx.index,
@@ -254,15 +395,15 @@ fn error_record(ctx: &EntryCtx, episode: u64, seed: u64, msg: String) -> Episode
         steps: 0,
         final_distance: f64::NAN,
         first_success_step: None,
-        plan_ms_p50: 0.0,
-        plan_ms_p99: 0.0,
+        plan_ms_p50: f64::NAN,
+        plan_ms_p99: f64::NAN,
         plan_ms: Vec::new(),
         deadline_hits: 0,
         rollouts: 0,
         distance_trace: Vec::new(),
         clipped: 0,
-        wall_s: 0.0,
-        error: Some(msg),
+        wall_s: f64::NAN,
+        error: None,
     }
 }
 
@@ -291,6 +432,7 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     let models = check_models(suite, device)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
+    let _lock = RunLock::acquire(&opts.out)?;
     let manifest_path = opts.out.join("run.json");
     let manifest = Manifest {
         suite_path: std::fs::canonicalize(&suite.path).unwrap_or_else(|_| suite.path.clone()),
@@ -316,8 +458,9 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     std::fs::write(opts.out.join("suite.ron"), &suite.text)?;
 
     let results_path = opts.out.join("results.jsonl");
-    let previous = read_results(&results_path)?;
-    let done: HashSet<(usize, u64)> = previous.iter().map(|r| r.key()).collect();
+    let previous = read_results_numbered(&results_path)?;
+    check_records(&suite.suite, &results_path, &previous)?;
+    let done: HashSet<(usize, u64)> = previous.iter().map(|(_, r)| r.key()).collect();
     let todo: Vec<(usize, u64)> = suite
         .all_episodes()
         .into_iter()
@@ -388,18 +531,26 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
                 tch::set_num_threads(threads);
                 let _guard = tch::no_grad_guard();
                 for (ei, ep) in rx.iter() {
+                    if crate::interrupt::requested() {
+                        return;
+                    }
                     let ctx = &ctxs[ei];
                     let seed = crate::seeds::evaluation_seed(suite.seed, ctx.entry.seed_key(), ep);
                     let mut frames = Vec::new();
                     let want_frames = filmstrips && ep == 0;
+                    let mut rec = blank_record(ctx, ep, seed);
                     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_episode(ctx, ep, seed, want_frames.then_some(&mut frames))
+                        run_episode(ctx, &mut rec, want_frames.then_some(&mut frames))
                     }));
-                    let rec = match res {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(e)) => error_record(ctx, ep, seed, format!("{e:#}")),
-                        Err(p) => error_record(ctx, ep, seed, panic_message(p)),
-                    };
+                    match res {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) if e.is::<Interrupted>() => return,
+                        Ok(Err(e)) => rec.error = Some(format!("{e:#}")),
+                        Err(p) => {
+                            rec.success = false;
+                            rec.error = Some(panic_message(p));
+                        }
+                    }
                     if let Some(img) = filmstrip(&frames) {
                         let p = out.join(format!("filmstrip_{}.png", sanitize(&ctx.name)));
                         if let Err(e) = img.save_png(&p) {
@@ -431,11 +582,13 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     }
     let records = read_results(&results_path)?;
     let summary_md = crate::report::write_report(&opts.out, &records)?;
+    let ran = records.len().saturating_sub(skipped);
     Ok(RunOutcome {
-        ran: todo.len(),
+        ran,
         skipped,
         records,
         summary_md,
+        interrupted: crate::interrupt::requested(),
     })
 }
 
@@ -463,7 +616,66 @@ pub fn default_out_dir(suite_name: &str) -> PathBuf {
 
 /// Merges the results of several run directories (e.g. shards) into `out` and reports.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunOutcome> {
+    // Every directory must be a run of the same suite (shards of one run, or resumes of it).
+    let mut first: Option<(PathBuf, Manifest, crate::suite::Suite, String)> = None;
+    for d in dirs {
+        let mpath = d.join("run.json");
+        let text = zplan_io::read_text(&mpath, "a run manifest", zplan_io::MAX_CONFIG_BYTES)
+            .with_context(|| format!("{}: not a zplan run directory", d.display()))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a zplan run manifest", mpath.display()))?;
+        match &first {
+            None => {
+                let spath = d.join("suite.ron");
+                let stext =
+                    zplan_io::read_text(&spath, "a suite file", zplan_io::MAX_CONFIG_BYTES)?;
+                if crate::suite::text_hash(&stext) != m.suite_hash {
+                    bail!(
+                        "{}: does not match the suite hash in {} (edited after the run?)",
+                        spath.display(),
+                        mpath.display()
+                    );
+                }
+                let suite = crate::suite::Suite::parse(&stext, &spath.display().to_string())?;
+                first = Some((d.clone(), m, suite, stext));
+            }
+            Some((d0, m0, _, _)) if m0.suite_hash != m.suite_hash => bail!(
+                "{} and {} are runs of different suites ({} with hash {}, {} with hash {}): only shards or resumes of one suite merge",
+                d0.display(),
+                d.display(),
+                m0.suite_path.display(),
+                m0.suite_hash,
+                m.suite_path.display(),
+                m.suite_hash
+            ),
+            Some(_) => {}
+        }
+    }
+    let Some((_, manifest, suite, suite_text)) = first else {
+        bail!("merge needs at least one run directory");
+    };
     std::fs::create_dir_all(out)?;
+    let _lock = RunLock::acquire(out)?;
+    let mpath = out.join("run.json");
+    if mpath.exists() {
+        let old: Manifest = serde_json::from_str(&std::fs::read_to_string(&mpath)?)
+            .with_context(|| format!("{}: not a zplan run manifest", mpath.display()))?;
+        if old.suite_hash != manifest.suite_hash {
+            bail!(
+                "{} holds a run of another suite ({}); merge into a new directory",
+                out.display(),
+                old.suite_path.display()
+            );
+        }
+    } else {
+        // The merged directory is itself a run directory of the suite: it can be merged again.
+        let merged = Manifest {
+            shard: Shard::ALL,
+            ..manifest
+        };
+        std::fs::write(&mpath, serde_json::to_string_pretty(&merged)?)?;
+    }
+    std::fs::write(out.join("suite.ron"), &suite_text)?;
     let mut all = Vec::new();
     for d in dirs {
         let p = d.join("results.jsonl");
@@ -473,7 +685,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunOutcome> {
                 d.display()
             );
         }
-        all.extend(read_results(&p)?);
+        let recs = read_results_numbered(&p)?;
+        check_records(&suite, &p, &recs)?;
+        all.extend(recs.into_iter().map(|(_, r)| r));
         for f in std::fs::read_dir(d)? {
             let f = f?.path();
             if f.file_name()
@@ -500,5 +714,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<RunOutcome> {
         skipped: records.len(),
         records,
         summary_md,
+        interrupted: false,
     })
 }

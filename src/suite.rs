@@ -88,6 +88,28 @@ pub struct Suite {
     pub entries: Vec<Entry>,
 }
 
+impl Suite {
+    /// Parses suite RON (no file access, no validation of the entries); `origin` names the
+    /// text in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Suite, SuiteError> {
+        zplan_io::check_nesting(origin, text, zplan_io::MAX_NESTING)?;
+        ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+            .from_str(text)
+            .map_err(|e| SuiteError::Parse {
+                path: origin.to_string(),
+                line: e.position.line,
+                col: e.position.col,
+                msg: e.code.to_string(),
+            })
+    }
+
+    /// Episodes of entry `i` (its own `episodes`, else the suite's).
+    pub fn episodes_of(&self, i: usize) -> u64 {
+        self.entries[i].episodes.unwrap_or(self.episodes)
+    }
+}
+
 fn default_episodes() -> u64 {
     10
 }
@@ -96,13 +118,17 @@ fn default_episodes() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
     /// Reading failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// File.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    /// The file was refused before parsing: not a regular file, too large, not UTF-8, or
+    /// nested too deep.
+    #[error(transparent)]
+    Input(#[from] zplan_io::InputError),
     /// RON syntax or type error.
     #[error("{path}:{line}:{col}: {msg}")]
     Parse {
@@ -155,19 +181,8 @@ impl LoadedSuite {
     /// Models are not loaded here (see [`crate::runner::check_models`]).
     pub fn load(path: &Path) -> Result<Self, SuiteError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        let suite: Suite = ron::Options::default()
-            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
-            .from_str(&text)
-            .map_err(|e| SuiteError::Parse {
-                path: p.clone(),
-                line: e.position.line,
-                col: e.position.col,
-                msg: e.code.to_string(),
-            })?;
+        let text = zplan_io::read_text(path, "a suite file", zplan_io::MAX_CONFIG_BYTES)?;
+        let suite = Suite::parse(&text, &p)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if suite.entries.is_empty() {
             return Err(SuiteError::Invalid {
@@ -176,6 +191,7 @@ impl LoadedSuite {
             });
         }
         let mut seen = std::collections::HashSet::new();
+        let mut file_names = std::collections::HashMap::new();
         let mut scenarios = Vec::new();
         let mut models = Vec::new();
         for e in &suite.entries {
@@ -196,7 +212,9 @@ impl LoadedSuite {
             if e.episodes.unwrap_or(suite.episodes) == 0 {
                 return Err(bad("`episodes` must be at least 1".into()));
             }
-            e.mpc.validate().map_err(|err| bad(err.to_string()))?;
+            e.mpc
+                .validate_for_horizon(e.planner.horizon())
+                .map_err(|err| bad(err.to_string()))?;
             if e.max_steps == Some(0) {
                 return Err(bad("`max_steps` must be at least 1".into()));
             }
@@ -223,6 +241,21 @@ impl LoadedSuite {
             e.energy
                 .validate()
                 .map_err(|err| bad(format!("energy: {err}")))?;
+            // Every episode's record stays in memory for the report: its distance trace and
+            // plan latencies grow with the episode's steps.
+            let episodes = e.episodes.unwrap_or(suite.episodes);
+            let steps = e.max_steps.unwrap_or(sc.spec().max_steps) as u64;
+            zplan_io::check_memory(
+                || format!("{episodes} episodes of up to {steps} steps (their records)"),
+                zplan_io::bytes_of(&[episodes, steps.saturating_mul(24).saturating_add(1024)]),
+            )
+            .map_err(|err| bad(err.to_string()))?;
+            let sanitized = crate::runner::sanitize(&e.name);
+            if let Some(other) = file_names.insert(sanitized.clone(), e.name.clone()) {
+                return Err(bad(format!(
+                    "its file name `{sanitized}` (filmstrips) is the same as entry `{other}`'s; rename one"
+                )));
+            }
             scenarios.push((name, sc));
             models.push(e.model.relative_to(base));
         }
@@ -237,9 +270,7 @@ impl LoadedSuite {
 
     /// Episodes of entry `i`.
     pub fn episodes(&self, i: usize) -> u64 {
-        self.suite.entries[i]
-            .episodes
-            .unwrap_or(self.suite.episodes)
+        self.suite.episodes_of(i)
     }
 
     /// All (entry index, episode) pairs in canonical order; position = global episode index.
@@ -251,9 +282,14 @@ impl LoadedSuite {
 
     /// A short stable hash of the suite text (FNV-1a), recorded in run manifests.
     pub fn text_hash(&self) -> String {
-        let h = self.text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        format!("{h:016x}")
+        text_hash(&self.text)
     }
+}
+
+/// A short stable hash of a suite text (FNV-1a, 16 hex digits), as run manifests record it.
+pub fn text_hash(text: &str) -> String {
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }

@@ -21,16 +21,20 @@ pub enum ModelError {
         path: PathBuf,
     },
 
+    /// A model file was refused before reading: not a regular file (a folder, a FIFO, a link
+    /// loop), too large, not UTF-8, or nested too deep.
+    #[error(transparent)]
+    Input(#[from] zplan_io::InputError),
+
     /// Reading or writing a file failed.
-    #[error("cannot {action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`: {cause}", path.display())]
     Io {
         /// What was being done ("read", "write", ...).
         action: &'static str,
         /// The file.
         path: PathBuf,
         /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The file exists but libtorch cannot load it as a TorchScript module.
@@ -83,6 +87,15 @@ pub enum ModelError {
         what: &'static str,
         /// The element type found.
         actual: String,
+    },
+
+    /// A load-time probe did not finish in time (a method that never returns).
+    #[error("model `{model}`: the load-time probe did not finish within {seconds} s (a method that never returns?); ZPLAN_PROBE_TIMEOUT_S sets the limit")]
+    ProbeTimeout {
+        /// Model identity.
+        model: String,
+        /// The limit.
+        seconds: f64,
     },
 
     /// A load-time probe produced NaN or infinite values.
@@ -163,13 +176,12 @@ pub enum ModelError {
 
     /// The simulator failed while serving the simulator-backed model.
     #[cfg(feature = "sim")]
-    #[error("simulator ({context}): {source}")]
+    #[error("simulator ({context}): {cause}")]
     Sim {
         /// What was being done.
         context: String,
         /// The simulator's error (boxed: it is large, and errors travel in every `Result`).
-        #[source]
-        source: Box<zplan_sim::SimError>,
+        cause: Box<zplan_sim::SimError>,
     },
 
     /// A bug or a broken invariant inside zplan (e.g. a worker thread panicked).
@@ -186,6 +198,17 @@ pub enum ModelError {
         #[source]
         source: tch::TchError,
     },
+}
+
+/// `Ok` when `path` is a regular file (links followed); otherwise [`ModelError::NotFound`] when
+/// nothing is there, or an error naming what it is (a directory, a FIFO, a link loop).
+pub(crate) fn check_model_file(path: &std::path::Path) -> Result<()> {
+    zplan_io::check_regular_file(path).map_err(|e| match e {
+        zplan_io::InputError::NotFound { .. } => ModelError::NotFound {
+            path: path.to_path_buf(),
+        },
+        e => ModelError::Input(e),
+    })
 }
 
 /// Result alias of this crate.

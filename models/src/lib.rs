@@ -66,7 +66,7 @@ pub mod torchscript;
 mod util;
 pub mod world_model;
 
-pub use device::{device_name, DeviceChoice};
+pub use device::{device_name, flush_denormals, DeviceChoice};
 pub use error::{ModelError, Result};
 pub use inspect::{inspect, inspect_with, InspectReport};
 pub use jepa::{

@@ -86,11 +86,11 @@ impl SimModel {
     pub fn from_config(config: &zplan_sim::ScenarioConfig) -> Result<Self> {
         let mut env = config.build().map_err(|source| ModelError::Sim {
             context: "building the scenario".into(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         env.reset(0).map_err(|source| ModelError::Sim {
             context: "resetting the scenario".into(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
         Ok(SimModel::new(env))
     }
@@ -165,7 +165,7 @@ impl SimModel {
             let sim_err = |context: String| {
                 move |source| ModelError::Sim {
                     context,
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 }
             };
             env.restore(&self.base)

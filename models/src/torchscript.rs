@@ -41,6 +41,44 @@ pub struct TorchScriptModel {
     has_rollout: bool,
 }
 
+/// Time limit of a TorchScript model's load-time probe: `ZPLAN_PROBE_TIMEOUT_S` seconds,
+/// default 60.
+fn probe_time_limit() -> std::time::Duration {
+    let secs = std::env::var("ZPLAN_PROBE_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(60.0);
+    std::time::Duration::from_secs_f64(secs)
+}
+
+/// Probes `model` on a thread of its own and gives up after [`probe_time_limit`]: a method
+/// that never returns (a `while True` in the export) fails the load with
+/// [`ModelError::ProbeTimeout`] instead of hanging `model inspect` or a run. The stuck thread
+/// is abandoned (libtorch offers no way to interrupt it); the process can go on or exit.
+fn probe_with_time_limit(mut model: TorchScriptModel) -> Result<TorchScriptModel> {
+    let limit = probe_time_limit();
+    let name = model.name.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("zplan-probe".into())
+        .spawn(move || {
+            let r = model.probe().map(|()| model);
+            let _ = tx.send(r);
+        })
+        .map_err(|e| ModelError::Internal(format!("starting the probe thread: {e}")))?;
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ModelError::ProbeTimeout {
+            model: name,
+            seconds: limit.as_secs_f64(),
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ModelError::Internal(format!(
+            "the probe of `{name}` panicked"
+        ))),
+    }
+}
+
 impl TorchScriptModel {
     /// Loads a TorchScript file onto `device` and probes it with observations of `obs_spec`
     /// and actions of size `action_dim`.
@@ -67,9 +105,7 @@ impl TorchScriptModel {
                 "action size must be positive, got {action_dim}"
             )));
         }
-        if !path.is_file() {
-            return Err(ModelError::NotFound { path });
-        }
+        crate::error::check_model_file(&path)?;
         let mut module =
             CModule::load_on_device(&path, device).map_err(|e| ModelError::NotTorchScript {
                 path: path.clone(),
@@ -96,7 +132,7 @@ impl TorchScriptModel {
             }
         }
         let has_rollout = has_method(&module, "rollout");
-        let mut model = TorchScriptModel {
+        let model = TorchScriptModel {
             module,
             name,
             path,
@@ -106,7 +142,7 @@ impl TorchScriptModel {
             latent_shape: Vec::new(),
             has_rollout,
         };
-        model.probe()?;
+        let model = probe_with_time_limit(model)?;
         tracing::debug!(
             model = %model.name,
             latent = %fmt_shape(&model.latent_shape),
@@ -117,6 +153,7 @@ impl TorchScriptModel {
     }
 
     /// Runs every method once on seeded random inputs and records the latent shape.
+    /// (Called through [`probe_with_time_limit`].)
     fn probe(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let b = PROBE_BATCH;

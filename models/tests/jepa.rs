@@ -323,6 +323,7 @@ fn bad_weights() {
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path());
     let weights = dir.path().join("m.safetensors");
+    let sidecar = dir.path().join("m.json");
 
     std::fs::remove_file(&weights).unwrap();
     assert!(matches!(
@@ -330,10 +331,20 @@ fn bad_weights() {
         Err(ModelError::NotFound { .. })
     ));
 
+    // Any change to the file is caught by the sidecar's checksum first.
     std::fs::write(&weights, "not safetensors").unwrap();
     let err = JepaModel::load(&path, Device::Cpu).unwrap_err();
-    eprintln!("{err}");
     assert!(matches!(err, ModelError::Weights { .. }), "{err}");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+
+    // Without a recorded checksum (sidecars written by hand), the contents are checked.
+    let mut side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+    side.as_object_mut().unwrap().remove("weights_sha256");
+    std::fs::write(&sidecar, side.to_string()).unwrap();
+    let err = JepaModel::load(&path, Device::Cpu).unwrap_err();
+    assert!(matches!(err, ModelError::Weights { .. }), "{err}");
+    assert!(!err.to_string().contains("checksum"), "{err}");
 
     // A missing tensor, and a NaN.
     let t = Tensor::zeros([3], (Kind::Float, Device::Cpu));

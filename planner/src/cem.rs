@@ -75,10 +75,18 @@ impl CemConfig {
         c.at_least_one("elites", self.elites)?;
         c.at_most_field("elites", self.elites, "samples", self.samples)?;
         c.at_least_one("horizon", self.horizon)?;
+        c.at_least_one("iterations", self.iterations as usize)?;
+        if self.samples < 2 && self.include_mean {
+            return c.fail(
+                "samples",
+                "1 with include_mean: the only candidate would be the mean, so the plan never changes; use samples >= 2",
+            );
+        }
         c.positive("init_std", self.init_std)?;
         c.positive("min_std", self.min_std)?;
         c.positive("max_std", self.max_std)?;
         c.at_most_field_f32("min_std", self.min_std, "max_std", self.max_std)?;
+        c.at_most_field_f32("init_std", self.init_std, "max_std", self.max_std)?;
         c.in_half_open("momentum", self.momentum, 0.0, 1.0)?;
         Ok(())
     }

@@ -27,13 +27,27 @@ pub enum PlannerError {
     },
     /// The world model failed (shape, device, unsupported gradients, ...).
     #[error("world model: {0}")]
-    Model(#[from] zplan_models::ModelError),
+    Model(zplan_models::ModelError),
     /// A libtorch operation failed.
     #[error("tensor operation: {0}")]
-    Tensor(#[from] tch::TchError),
+    Tensor(tch::TchError),
     /// The controller thread failed or could not be reached.
     #[error("controller: {0}")]
     Controller(String),
+}
+
+// The wrapped errors are written into the message, so they are not also returned by
+// `source()`: an error chain (`{:#}`, anyhow's "Caused by") prints each cause once.
+impl From<zplan_models::ModelError> for PlannerError {
+    fn from(e: zplan_models::ModelError) -> Self {
+        PlannerError::Model(e)
+    }
+}
+
+impl From<tch::TchError> for PlannerError {
+    fn from(e: tch::TchError) -> Self {
+        PlannerError::Tensor(e)
+    }
 }
 
 /// Result alias of this crate.

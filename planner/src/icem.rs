@@ -76,6 +76,13 @@ impl ICemConfig {
         c.at_least_one("elites", self.elites)?;
         c.at_most_field("elites", self.elites, "samples", self.samples)?;
         c.at_least_one("horizon", self.horizon)?;
+        c.at_least_one("iterations", self.iterations as usize)?;
+        if self.samples < 2 && self.include_mean {
+            return c.fail(
+                "samples",
+                "1 with include_mean: the only candidate would be the mean, so the plan never changes; use samples >= 2",
+            );
+        }
         c.in_closed("beta", self.beta, 0.0, 8.0)?;
         c.in_closed("keep_elites", self.keep_elites, 0.0, 1.0)?;
         c.in_closed("decay", self.decay, 1.0, 100.0)?;
@@ -83,6 +90,7 @@ impl ICemConfig {
         c.positive("min_std", self.min_std)?;
         c.positive("max_std", self.max_std)?;
         c.at_most_field_f32("min_std", self.min_std, "max_std", self.max_std)?;
+        c.at_most_field_f32("init_std", self.init_std, "max_std", self.max_std)?;
         c.in_half_open("momentum", self.momentum, 0.0, 1.0)?;
         Ok(())
     }

@@ -55,8 +55,31 @@ impl MpcConfig {
                 ),
             );
         }
+        if self.iterations == Some(0) {
+            return c.fail(
+                "iterations",
+                "0 would never refine a plan (the robot would execute the initial guess); omit it for the planner's own count",
+            );
+        }
         if let Some(ms) = self.deadline_ms {
             c.positive("deadline_ms", ms as f32)?;
+        }
+        Ok(())
+    }
+
+    /// [`MpcConfig::validate`] plus the checks against the planner's horizon (in actions of
+    /// `action_block` control steps): `replan_every` must fit in one plan.
+    pub fn validate_for_horizon(&self, horizon: usize) -> Result<()> {
+        self.validate()?;
+        let blocks = self.replan_every / self.action_block;
+        if blocks > horizon {
+            return Err(PlannerError::InvalidConfig {
+                field: "mpc.replan_every".into(),
+                message: format!(
+                    "{} control steps exceed the plan ({} actions of {} steps)",
+                    self.replan_every, horizon, self.action_block
+                ),
+            });
         }
         Ok(())
     }
@@ -116,18 +139,7 @@ impl Mpc {
                 planner.action_dim()
             )));
         }
-        let blocks = config.replan_every / config.action_block;
-        if blocks > planner.horizon() {
-            return Err(PlannerError::InvalidConfig {
-                field: "mpc.replan_every".into(),
-                message: format!(
-                    "{} control steps exceed the plan ({} actions of {} steps)",
-                    config.replan_every,
-                    planner.horizon(),
-                    config.action_block
-                ),
-            });
-        }
+        config.validate_for_horizon(planner.horizon())?;
         let planning_model: Arc<dyn WorldModel> = if config.action_block > 1 {
             Arc::new(ActionBlocks::new(model.clone(), config.action_block))
         } else {

@@ -73,6 +73,13 @@ impl MppiConfig {
         c.at_least_one("elites", self.elites)?;
         c.at_most_field("elites", self.elites, "samples", self.samples)?;
         c.at_least_one("horizon", self.horizon)?;
+        c.at_least_one("iterations", self.iterations as usize)?;
+        if self.samples < 2 && self.include_mean {
+            return c.fail(
+                "samples",
+                "1 with include_mean: the only candidate would be the mean, so the plan never changes; use samples >= 2",
+            );
+        }
         c.positive("temperature", self.temperature)?;
         c.positive("noise_std", self.noise_std)?;
         c.positive("min_std", self.min_std)?;

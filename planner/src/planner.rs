@@ -99,6 +99,64 @@ impl PlannerConfig {
         }
     }
 
+    /// Candidates per iteration (gradient: parallel restarts).
+    pub fn samples(&self) -> usize {
+        match self {
+            PlannerConfig::Cem(c) => c.samples,
+            PlannerConfig::ICem(c) => c.samples,
+            PlannerConfig::Mppi(c) => c.samples,
+            PlannerConfig::Gradient(c) => {
+                c.samples.max(c.init_cem.as_ref().map_or(0, |i| i.samples))
+            }
+        }
+    }
+
+    /// Estimated peak bytes of one planning iteration for a model with `action_dim` action
+    /// entries and `latent_numel` latent entries: the candidates' actions (sampled, clipped,
+    /// on the model's device), their predicted latents with room for the model's activations,
+    /// and the energies. Saturates instead of overflowing, so absurd sizes give a huge
+    /// estimate, never a wrong small one.
+    pub fn memory_estimate(&self, action_dim: usize, latent_numel: usize) -> u64 {
+        let per_step = 4u64
+            .saturating_mul(4)
+            .saturating_mul(action_dim as u64)
+            .saturating_add(4u64.saturating_mul(4).saturating_mul(latent_numel as u64))
+            .saturating_add(8);
+        let factor = if matches!(self, PlannerConfig::Gradient(_)) {
+            3
+        } else {
+            1
+        };
+        zplan_io::bytes_of(&[
+            self.samples() as u64,
+            self.horizon() as u64,
+            per_step,
+            factor,
+        ])
+    }
+
+    /// Refuses sizes whose [`PlannerConfig::memory_estimate`] exceeds the memory limit
+    /// ([`zplan_io::memory_limit`]), with the estimate in the message.
+    pub fn check_memory(&self, action_dim: usize, latent_numel: usize) -> Result<()> {
+        zplan_io::check_memory(
+            || {
+                format!(
+                    "planner `{}` with {} samples × horizon {} ({} action and {} latent entries per step)",
+                    self.name(),
+                    self.samples(),
+                    self.horizon(),
+                    action_dim,
+                    latent_numel
+                )
+            },
+            self.memory_estimate(action_dim, latent_numel),
+        )
+        .map_err(|e| crate::PlannerError::InvalidConfig {
+            field: format!("{}.horizon", self.name()),
+            message: e.to_string(),
+        })
+    }
+
     /// Configured iterations (gradient: steps; without its CEM initialisation).
     pub fn iterations(&self) -> u32 {
         match self {

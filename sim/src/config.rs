@@ -156,10 +156,7 @@ impl ScenarioConfig {
     /// [`SimError::Invalid`] for out-of-range values; the last two name the file, line, column
     /// and field.
     pub fn load(path: &Path) -> Result<ScenarioConfig> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = zplan_io::read_text(path, "a scenario file", zplan_io::MAX_CONFIG_BYTES)?;
         Self::from_ron_str(&text, &path.display().to_string())
     }
 
@@ -171,6 +168,7 @@ impl ScenarioConfig {
     /// # Errors
     /// [`SimError::Parse`] or [`SimError::Invalid`], with line, column and field.
     pub fn from_ron_str(text: &str, origin: &str) -> Result<ScenarioConfig> {
+        zplan_io::check_nesting(origin, text, zplan_io::MAX_NESTING)?;
         let options = ron::Options::default()
             .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
         let config: ScenarioConfig = options.from_str(text).map_err(|e| {

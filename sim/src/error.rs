@@ -12,14 +12,17 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum SimError {
     /// A scenario file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`).
+        cause: std::io::Error,
     },
+    /// A scenario file was refused before parsing: not a regular file, too large, not UTF-8,
+    /// or nested too deep.
+    #[error(transparent)]
+    Input(#[from] zplan_io::InputError),
     /// The RON text is malformed: bad syntax, an unknown field or variant, a wrong type.
     #[error("{origin}:{line}:{col}: {}{message}", field_prefix(field))]
     Parse {

@@ -178,8 +178,11 @@ fn syntax_errors_and_missing_files() {
     let e = parse_err("TwoRooms(door_width: 0.6");
     assert!(matches!(e, SimError::Parse { line: 1, .. }), "{e}");
     let e = ScenarioConfig::load(std::path::Path::new("/nonexistent/zplan.ron")).unwrap_err();
-    assert!(matches!(e, SimError::Io { .. }));
+    assert!(matches!(e, SimError::Input(_)), "{e:?}");
     assert!(e.to_string().contains("/nonexistent/zplan.ron"), "{e}");
+    // A directory is named as one, not as a missing file.
+    let e = ScenarioConfig::load(std::path::Path::new("/tmp")).unwrap_err();
+    assert!(e.to_string().contains("is a directory"), "{e}");
 }
 
 #[test]

@@ -210,6 +210,81 @@ impl JepaConfig {
     /// # Errors
     /// [`ModelError::InvalidConfig`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
+        self.validate_sizes()?;
+        self.check_memory()
+    }
+
+    /// Estimated parameter count (saturating): encoder, predictor, inverse-dynamics head and
+    /// proprio encoder, from the sizes alone (before anything is allocated).
+    pub fn param_estimate(&self) -> u64 {
+        let u = |v: i64| v.max(0) as u64;
+        let mul = |a: u64, b: u64| a.saturating_mul(b);
+        let mlp = |inp: u64, hidden: u64, layers: usize, out: u64| -> u64 {
+            if layers == 0 {
+                return mul(inp.saturating_add(1), out);
+            }
+            mul(inp.saturating_add(1), hidden)
+                .saturating_add(mul(mul(hidden.saturating_add(1), hidden), layers as u64))
+                .saturating_add(mul(hidden.saturating_add(1), out))
+        };
+        let (lat, act) = (u(self.latent_dim), u(self.action_dim));
+        let encoder = match &self.image {
+            Some(im) => {
+                let mut c_in = u(im.channels);
+                let mut convs = 0u64;
+                for &w in &im.widths {
+                    convs = convs.saturating_add(mul(mul(9, c_in), u(w)).saturating_add(u(w)));
+                    c_in = u(w);
+                }
+                let (c, h, w) = im.feature_shape();
+                let flat = mul(mul(u(c), u(h)), u(w));
+                convs
+                    .saturating_add(mul(flat.saturating_add(1), lat))
+                    .saturating_add(mul(mul(u(im.channels), u(im.height)), mul(u(im.width), 2)))
+            }
+            None => mlp(u(self.obs_dim), u(self.enc_hidden), self.enc_layers, lat),
+        };
+        let predictor = mlp(
+            lat.saturating_add(act),
+            u(self.pred_hidden),
+            self.pred_layers,
+            lat,
+        );
+        let inverse = mlp(
+            mul(lat, 2),
+            u(self.inverse_hidden),
+            self.inverse_layers,
+            act,
+        );
+        let proprio = mlp(
+            self.proprio.len() as u64,
+            u(self.enc_hidden),
+            self.enc_layers.max(1),
+            u(self.proprio_latent_dim),
+        );
+        encoder
+            .saturating_add(predictor)
+            .saturating_add(inverse)
+            .saturating_add(proprio)
+    }
+
+    /// Refuses sizes whose weights (online and EMA target copies, f32) would not fit in the
+    /// memory limit ([`zplan_io::memory_limit`]), with the estimate in the message.
+    pub fn check_memory(&self) -> Result<()> {
+        let params = self.param_estimate();
+        zplan_io::check_memory(
+            || {
+                format!(
+                    "JEPA with latent_dim {}, pred_hidden {}, action_dim {} (about {params} parameters)",
+                    self.latent_dim, self.pred_hidden, self.action_dim
+                )
+            },
+            zplan_io::bytes_of(&[params, 4, 2]),
+        )
+        .map_err(|e| ModelError::InvalidConfig(e.to_string()))
+    }
+
+    fn validate_sizes(&self) -> Result<()> {
         if let Some(im) = &self.image {
             return self.validate_pixel(im);
         }

@@ -96,7 +96,53 @@ impl JepaModel {
     /// As [`JepaNets::load`].
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let nets = JepaNets::load(path.as_ref(), device)?;
-        Ok(JepaModel::from_nets(nets, Some(path.as_ref())))
+        let model = JepaModel::from_nets(nets, Some(path.as_ref()));
+        model.probe()?;
+        Ok(model)
+    }
+
+    /// Encodes two seeded random observations of the model's spec and rolls them two steps
+    /// forward: weights that are finite but absurd (every entry 1e38) overflow here, at load,
+    /// instead of in every plan.
+    fn probe(&self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let mut batch: Option<ObsBatch> = None;
+        for (k, f) in self.obs_spec().fields().iter().enumerate() {
+            let mut size = vec![2i64];
+            size.extend(f.shape.iter().map(|&d| d as i64));
+            let t = match f.dtype {
+                Dtype::U8 => {
+                    crate::util::seeded_uniform(&size, 0.0, 255.0, 0x5eed + k as u64, Device::Cpu)?
+                        .f_to_kind(tch::Kind::Uint8)?
+                }
+                Dtype::F32 => {
+                    crate::util::seeded_uniform(&size, -1.0, 1.0, 0x5eed + k as u64, Device::Cpu)?
+                }
+            };
+            let t = t.f_to_device(self.device)?;
+            batch = Some(match batch {
+                None => ObsBatch::single(&f.name, t),
+                Some(b) => b.with(&f.name, t)?,
+            });
+        }
+        let Some(batch) = batch else {
+            return Ok(());
+        };
+        let non_finite = |method| ModelError::NonFinite {
+            model: self.name.clone(),
+            method,
+        };
+        let z = self.encode(&batch)?;
+        if !crate::util::all_finite(&z)? {
+            return Err(non_finite("encode"));
+        }
+        let actions =
+            crate::util::seeded_uniform(&[2, 2, self.action_dim()], -1.0, 1.0, 0xac7, self.device)?;
+        let zs = self.rollout(&z, &actions)?;
+        if !crate::util::all_finite(&zs)? {
+            return Err(non_finite("rollout"));
+        }
+        Ok(())
     }
 
     /// Saves weights and sidecar (see [`JepaNets::save`]).

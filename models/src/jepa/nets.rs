@@ -277,6 +277,7 @@ impl JepaNets {
             obs_norm: self.obs_norm.clone(),
             scenario: self.scenario.clone(),
             training: self.training.clone(),
+            weights_sha256: None,
         }
     }
 
@@ -291,7 +292,7 @@ impl JepaNets {
             std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
                 action: "create directory",
                 path: dir.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
@@ -312,7 +313,9 @@ impl JepaNets {
             path: weights.clone(),
             reason: e.to_string(),
         })?;
-        self.sidecar().write(&sidecar)
+        let mut side = self.sidecar();
+        side.weights_sha256 = Some(super::sidecar::sha256_file(&weights)?);
+        side.write(&sidecar)
     }
 
     /// Loads networks saved by [`JepaNets::save`] onto `device`. The weights file must hold
@@ -324,9 +327,8 @@ impl JepaNets {
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let (weights, sidecar_path) = jepa_paths(path.as_ref());
         let sidecar = JepaSidecar::read(&sidecar_path)?;
-        if !weights.is_file() {
-            return Err(ModelError::NotFound { path: weights });
-        }
+        crate::error::check_model_file(&weights)?;
+        super::sidecar::verify_weights(&weights, &sidecar_path, sidecar.weights_sha256.as_deref())?;
         let mut nets =
             JepaNets::new(sidecar.config.clone(), device).map_err(|e| ModelError::Sidecar {
                 path: sidecar_path.clone(),

@@ -40,6 +40,66 @@ pub struct JepaSidecar {
     /// Free-form training information (data set, steps, final losses, command line, ...).
     #[serde(default)]
     pub training: serde_json::Value,
+    /// SHA-256 of the weights file (lower-case hex), written by [`crate::JepaNets::save`];
+    /// loading refuses a weights file whose checksum differs (a flipped bit, a file swapped
+    /// from another model). Sidecars written before checksums existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+}
+
+/// SHA-256 of a file's bytes, lower-case hex.
+///
+/// # Errors
+/// [`ModelError::Io`] when the file cannot be read.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|cause| ModelError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|cause| ModelError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Refuses `weights` when `expected` (the sidecar's checksum) is given and differs from the
+/// file's SHA-256.
+///
+/// # Errors
+/// [`ModelError::Weights`] naming both checksums.
+pub fn verify_weights(weights: &Path, sidecar: &Path, expected: Option<&str>) -> Result<()> {
+    let Some(expected) = expected else {
+        tracing::debug!("{}: no weights checksum to verify", sidecar.display());
+        return Ok(());
+    };
+    let actual = sha256_file(weights)?;
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(ModelError::Weights {
+            path: weights.to_path_buf(),
+            reason: format!(
+                "checksum mismatch: the file's sha256 is {actual}, `{}` records {expected} (the weights were changed or corrupted after saving)",
+                sidecar.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The weights and sidecar paths for a model path given as `<name>`, `<name>.safetensors` or
@@ -63,16 +123,8 @@ impl JepaSidecar {
     /// [`ModelError::NotFound`], [`ModelError::Io`], or [`ModelError::Sidecar`] for bad JSON, a
     /// wrong format tag or version, or invalid sizes/normalisation.
     pub fn read(path: &Path) -> Result<Self> {
-        if !path.is_file() {
-            return Err(ModelError::NotFound {
-                path: path.to_path_buf(),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        crate::error::check_model_file(path)?;
+        let text = zplan_io::read_text(path, "a JEPA sidecar", zplan_io::MAX_CONFIG_BYTES)?;
         let bad = |reason: String| ModelError::Sidecar {
             path: path.to_path_buf(),
             reason,
@@ -110,7 +162,7 @@ impl JepaSidecar {
         std::fs::write(path, text + "\n").map_err(|source| ModelError::Io {
             action: "write",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })
     }
 }
