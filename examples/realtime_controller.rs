@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zplan_models::{load_model, DeviceChoice, ModelSpec, ParallelRollout, WorldModel};
 use zplan_planner::{
-    percentile, ActionBounds, CemConfig, Controller, ControllerOptions, EnergyConfig, ICemConfig,
-    Metric, PlannerConfig, Reduction,
+    duration_percentile, ActionBounds, CemConfig, Controller, ControllerOptions, EnergyConfig,
+    ICemConfig, Metric, PlannerConfig, Reduction,
 };
 use zplan_sim::ScenarioConfig;
 
@@ -250,8 +250,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "plan compute: p50 {} p95 {}",
-        ms(percentile(&report.plan_times, 50.0)),
-        ms(percentile(&report.plan_times, 95.0)),
+        ms(duration_percentile(&report.plan_times, 50.0)),
+        ms(duration_percentile(&report.plan_times, 95.0)),
     );
     Ok(())
 }

@@ -22,23 +22,9 @@ pub fn wilson_interval(successes: usize, n: usize) -> (f64, f64) {
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
-/// Percentile `q` in `[0, 100]` of `values` by linear interpolation between closest ranks.
-/// Non-finite values are ignored; `None` when nothing finite remains.
-///
-/// ```
-/// assert_eq!(zplan::stats::percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), Some(2.5));
-/// ```
-pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = (q.clamp(0.0, 100.0) / 100.0) * (v.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    Some(v[lo] + (v[hi] - v[lo]) * (rank - lo as f64))
-}
+/// The one percentile definition (linear interpolation between closest ranks), shared with
+/// the controller's latency percentiles: see [`zplan_planner::stats::percentile`].
+pub use zplan_planner::stats::percentile;
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,10 @@
 use crate::bounds::ActionBounds;
 use crate::energy::EnergyConfig;
 use crate::error::{PlannerError, Result};
-use crate::mpc::{percentile, Mpc, MpcConfig};
+use crate::mpc::{Mpc, MpcConfig};
 use crate::plan::Budget;
 use crate::planner::PlannerConfig;
+use crate::stats::duration_percentile;
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use crossbeam::epoch::{self, Atomic, Owned};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,7 +81,7 @@ pub struct ControllerReport {
 impl ControllerReport {
     /// Latency percentile (0–100).
     pub fn latency_percentile(&self, p: f64) -> Option<Duration> {
-        percentile(&self.latencies, p)
+        duration_percentile(&self.latencies, p)
     }
 }
 

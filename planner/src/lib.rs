@@ -80,7 +80,7 @@
 //! let z0 = Tensor::from_slice(&[0.0f32, 0.0]).view([1, 2]);
 //! let goal = Tensor::from_slice(&[0.5f32, -0.3]).view([1, 2]);
 //! let out = cem.plan(&model, &z0, &goal, None, &Budget::unlimited())?;
-//! assert!(bounds.contains(&out.plan.actions));
+//! assert!(bounds.contains(out.plan.actions()));
 //! assert!((out.plan.first()[0] - 0.5).abs() < 0.1 && (out.plan.first()[1] + 0.3).abs() < 0.1);
 //! assert!(out.energy_trace.windows(2).all(|w| w[1] <= w[0]));
 //!
@@ -118,6 +118,7 @@ mod noise;
 mod plan;
 mod planner;
 mod sampling;
+pub mod stats;
 
 pub use blocks::ActionBlocks;
 pub use bounds::ActionBounds;
@@ -127,8 +128,9 @@ pub use energy::{Energy, EnergyConfig, Metric, Reduction};
 pub use error::{PlannerError, Result};
 pub use gradient::{Gradient, GradientConfig};
 pub use icem::{ICem, ICemConfig};
-pub use mpc::{percentile, Mpc, MpcConfig, MpcStep};
+pub use mpc::{Mpc, MpcConfig, MpcStep};
 pub use mppi::{Mppi, MppiConfig};
 pub use noise::ColoredNoise;
 pub use plan::{Budget, Plan, PlanOutput};
 pub use planner::{Planner, PlannerConfig};
+pub use stats::duration_percentile;

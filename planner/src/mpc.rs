@@ -313,9 +313,9 @@ impl Mpc {
     /// A plan's actions in control steps (each held for `action_block` steps).
     pub fn control_actions(&self, plan: &Plan) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(plan.horizon * self.config.action_block);
-        for t in 0..plan.horizon {
+        for action in plan.actions().chunks(plan.action_dim()) {
             for _ in 0..self.config.action_block {
-                out.push(plan.action(t).to_vec());
+                out.push(action.to_vec());
             }
         }
         out
@@ -330,15 +330,4 @@ impl Mpc {
     pub fn latencies(&self) -> &[Duration] {
         &self.latencies
     }
-}
-
-/// The `p`-th percentile (0–100, nearest rank) of durations; `None` when empty.
-pub fn percentile(durations: &[Duration], p: f64) -> Option<Duration> {
-    if durations.is_empty() {
-        return None;
-    }
-    let mut sorted = durations.to_vec();
-    sorted.sort();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }

@@ -3,28 +3,26 @@
 use crate::error::{PlannerError, Result};
 use std::time::{Duration, Instant};
 
-/// An action sequence: `horizon >= 1` actions of `action_dim` entries, row-major (build it
-/// with [`Plan::new`], which checks that).
+/// An action sequence: `horizon >= 1` actions of `action_dim >= 1` entries, row-major. Its
+/// fields are private so that every plan went through [`Plan::new`]'s checks: no method can
+/// then panic or underflow.
 ///
 /// A plan is what a planner hands back and what it takes as a warm start. `shift` counts the
 /// steps this plan was advanced by [`Plan::shifted`] since a planner produced it; iCEM uses it
 /// to advance its kept elites by the same amount.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `horizon * action_dim` values, action `t` at `t * action_dim ..`.
-    pub actions: Vec<f32>,
-    /// Number of actions.
-    pub horizon: usize,
-    /// Entries per action.
-    pub action_dim: usize,
-    /// Steps this plan was shifted by since it was produced (0 for a fresh plan).
-    pub shift: usize,
+    pub(crate) actions: Vec<f32>,
+    pub(crate) horizon: usize,
+    pub(crate) action_dim: usize,
+    pub(crate) shift: usize,
 }
 
 impl Plan {
     /// A plan from row-major actions; fails unless `actions.len() == horizon * action_dim`.
     pub fn new(actions: Vec<f32>, horizon: usize, action_dim: usize) -> Result<Self> {
-        if horizon == 0 || action_dim == 0 || actions.len() != horizon * action_dim {
+        if horizon == 0 || action_dim == 0 || horizon.checked_mul(action_dim) != Some(actions.len())
+        {
             return Err(PlannerError::Shape(format!(
                 "plan of {} values cannot be {horizon} actions of {action_dim} entries",
                 actions.len()
@@ -43,14 +41,45 @@ impl Plan {
         Self::new(action.repeat(horizon), horizon, action.len())
     }
 
-    /// Action `t` (panics if `t >= horizon`).
-    pub fn action(&self, t: usize) -> &[f32] {
-        &self.actions[t * self.action_dim..(t + 1) * self.action_dim]
+    /// `horizon * action_dim` values, action `t` at `t * action_dim ..`.
+    pub fn actions(&self) -> &[f32] {
+        &self.actions
+    }
+
+    /// The values, consuming the plan.
+    pub fn into_actions(self) -> Vec<f32> {
+        self.actions
+    }
+
+    /// Number of actions (at least 1).
+    pub fn horizon(&self) -> usize {
+        self.horizon
+    }
+
+    /// Entries per action (at least 1).
+    pub fn action_dim(&self) -> usize {
+        self.action_dim
+    }
+
+    /// Steps this plan was shifted by since a planner produced it (0 for a fresh plan).
+    pub fn shift(&self) -> usize {
+        self.shift
+    }
+
+    /// Action `t`; `None` if `t >= horizon`.
+    pub fn action(&self, t: usize) -> Option<&[f32]> {
+        self.actions
+            .get(t * self.action_dim..(t + 1).checked_mul(self.action_dim)?)
     }
 
     /// The first action, the one receding-horizon control executes.
     pub fn first(&self) -> &[f32] {
-        self.action(0)
+        &self.actions[..self.action_dim]
+    }
+
+    /// The last action.
+    pub fn last(&self) -> &[f32] {
+        &self.actions[self.actions.len() - self.action_dim..]
     }
 
     /// The actions as rows.
@@ -64,14 +93,23 @@ impl Plan {
     /// The plan advanced by `k` steps for a warm start after executing `k` actions: drops the
     /// first `k` actions and repeats the last action to keep the horizon.
     pub fn shifted(&self, k: usize) -> Plan {
-        let last = self.action(self.horizon - 1).to_vec();
-        self.shifted_with(k, &last)
+        self.shift_filled(k, self.last())
     }
 
     /// Like [`Plan::shifted`] but fills the tail with `fill` (for example zeros or the centre
-    /// of the action bounds). `fill` must have `action_dim` entries.
-    pub fn shifted_with(&self, k: usize, fill: &[f32]) -> Plan {
-        assert_eq!(fill.len(), self.action_dim, "fill must be one action");
+    /// of the action bounds). Fails unless `fill` has `action_dim` entries.
+    pub fn shifted_with(&self, k: usize, fill: &[f32]) -> Result<Plan> {
+        if fill.len() != self.action_dim {
+            return Err(PlannerError::Shape(format!(
+                "the fill of a shifted plan must be one action of {} entries, got {}",
+                self.action_dim,
+                fill.len()
+            )));
+        }
+        Ok(self.shift_filled(k, fill))
+    }
+
+    fn shift_filled(&self, k: usize, fill: &[f32]) -> Plan {
         let k = k.min(self.horizon);
         let mut actions = Vec::with_capacity(self.actions.len());
         actions.extend_from_slice(&self.actions[k * self.action_dim..]);
@@ -87,20 +125,29 @@ impl Plan {
     }
 
     /// The same actions over a different horizon: truncated, or extended by repeating the last
-    /// action. Used when a warm start comes from a planner with another horizon.
-    pub fn resized(&self, horizon: usize) -> Plan {
+    /// action. Used when a warm start comes from a planner with another horizon. Fails for
+    /// `horizon == 0`.
+    pub fn resized(&self, horizon: usize) -> Result<Plan> {
+        let len = horizon
+            .checked_mul(self.action_dim)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                PlannerError::Shape(format!(
+                    "a plan cannot be resized to {horizon} actions of {} entries",
+                    self.action_dim
+                ))
+            })?;
         let mut actions = self.actions.clone();
-        actions.truncate(horizon * self.action_dim);
-        let last = self.action(self.horizon - 1).to_vec();
-        while actions.len() < horizon * self.action_dim {
-            actions.extend_from_slice(&last);
+        actions.truncate(len);
+        while actions.len() < len {
+            actions.extend_from_slice(self.last());
         }
-        Plan {
+        Ok(Plan {
             actions,
             horizon,
             action_dim: self.action_dim,
             shift: self.shift,
-        }
+        })
     }
 }
 

@@ -258,7 +258,7 @@ pub(crate) fn normalised_warm_start(
             bounds.dim()
         )));
     }
-    let warm = warm.resized(horizon);
+    let warm = warm.resized(horizon)?;
     let a = bounds.dim();
     Ok(warm
         .actions

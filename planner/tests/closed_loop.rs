@@ -120,8 +120,8 @@ fn report(name: &str, o: &Outcome, took: Duration) {
         100.0 * f64::from(o.successes) / f64::from(o.episodes),
         o.steps.iter().sum::<u32>() as f32 / o.steps.len() as f32,
         o.final_distance.iter().sum::<f32>() / o.final_distance.len() as f32,
-        percentile(&o.plan_times, 50.0).unwrap_or_default(),
-        percentile(&o.plan_times, 95.0).unwrap_or_default(),
+        duration_percentile(&o.plan_times, 50.0).unwrap_or_default(),
+        duration_percentile(&o.plan_times, 95.0).unwrap_or_default(),
         o.plan_times.len(),
         took.as_secs_f32()
     );

@@ -64,7 +64,7 @@ fn closed_loop_reaches_the_goal() {
         "{z:?}"
     );
     assert_eq!(mpc.latencies().len(), 8);
-    assert!(percentile(mpc.latencies(), 50.0).unwrap() > Duration::ZERO);
+    assert!(duration_percentile(mpc.latencies(), 50.0).unwrap() > Duration::ZERO);
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn replan_every_and_action_blocks() {
             .unwrap();
         calls += 1;
         assert_eq!(step.actions.len(), 4);
-        assert_eq!(step.output.plan.horizon, 3);
+        assert_eq!(step.output.plan.horizon(), 3);
         assert_eq!(step.actions[0], step.actions[1], "held for a block");
         assert_eq!(step.actions[2], step.actions[3]);
         for a in &step.actions {
@@ -149,7 +149,7 @@ fn warm_start_is_the_shifted_previous_plan() {
         )
         .unwrap();
     let want = prev.shifted(2);
-    for (a, b) in out.plan.actions.iter().zip(&want.actions) {
+    for (a, b) in out.plan.actions().iter().zip(want.actions()) {
         assert!((a - b).abs() < 1e-6);
     }
 }

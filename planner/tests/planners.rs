@@ -81,7 +81,7 @@ fn every_planner_finds_the_known_optimum() {
         let out = plan_once(&cfg, &model, 11, Budget::unlimited()).unwrap();
         let err = out
             .plan
-            .actions
+            .actions()
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
@@ -103,9 +103,9 @@ fn every_planner_finds_the_known_optimum() {
             err < 0.06,
             "{}: plan {:?} vs optimum {want:?}",
             cfg.name(),
-            out.plan.actions
+            out.plan.actions()
         );
-        assert!(bounds().contains(&out.plan.actions));
+        assert!(bounds().contains(out.plan.actions()));
         assert!(out.energy_trace.windows(2).all(|w| w[1] <= w[0]));
         assert_eq!(out.energy_trace.last().copied(), Some(out.best_energy));
     }
@@ -126,12 +126,12 @@ fn optimum_on_the_bounds_is_clipped_not_exceeded() {
                 &Budget::unlimited(),
             )
             .unwrap();
-        assert!(bounds().contains(&out.plan.actions), "{}", cfg.name());
+        assert!(bounds().contains(out.plan.actions()), "{}", cfg.name());
         assert!(
             out.plan.first()[0] > 0.9 && out.plan.first()[1] < -0.9,
             "{}: {:?}",
             cfg.name(),
-            out.plan.actions
+            out.plan.actions()
         );
     }
 }
@@ -174,7 +174,7 @@ fn same_seed_gives_bitwise_identical_plans() {
             o.iter()
                 .flat_map(|o| {
                     o.plan
-                        .actions
+                        .actions()
                         .iter()
                         .chain(&o.energy_trace)
                         .chain(std::iter::once(&o.best_energy))
@@ -211,12 +211,12 @@ fn same_seed_gives_bitwise_identical_plans() {
             .unwrap();
         assert_eq!(
             x.plan
-                .actions
+                .actions()
                 .iter()
                 .map(|v| v.to_bits())
                 .collect::<Vec<_>>(),
             y.plan
-                .actions
+                .actions()
                 .iter()
                 .map(|v| v.to_bits())
                 .collect::<Vec<_>>(),
@@ -290,7 +290,7 @@ fn expired_deadline_returns_the_cheap_valid_result() {
         assert_eq!(out.iterations, 0);
         assert_eq!(out.rollouts, 1);
         assert!(out.best_energy.is_finite());
-        for (a, b) in out.plan.actions.iter().zip(&warm.actions) {
+        for (a, b) in out.plan.actions().iter().zip(warm.actions()) {
             assert!(
                 (a - b).abs() < 1e-6,
                 "{}: the warm start is the fallback",

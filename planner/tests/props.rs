@@ -147,8 +147,8 @@ proptest! {
             let out = p
                 .plan(&model, &latent(&case.z0), &latent(&case.goal), warm.as_ref(), &Budget::unlimited())
                 .unwrap();
-            prop_assert!(bounds.contains(&out.plan.actions), "round {round}: {:?} outside {:?}", out.plan.actions, bounds);
-            prop_assert_eq!(out.plan.actions.len(), case.horizon * 2);
+            prop_assert!(bounds.contains(out.plan.actions()), "round {round}: {:?} outside {:?}", out.plan.actions(), bounds);
+            prop_assert_eq!(out.plan.actions().len(), case.horizon * 2);
             prop_assert!(out.energy_trace.windows(2).all(|w| w[1] <= w[0]), "trace {:?}", out.energy_trace);
             prop_assert_eq!(out.energy_trace.last().copied(), Some(out.best_energy));
             prop_assert!(out.rollouts > 0);
@@ -186,10 +186,10 @@ proptest! {
         let vals: Vec<f32> = (0..h * a).map(|i| (i as f32 + seed as f32 % 7.0).sin()).collect();
         let p = Plan::new(vals.clone(), h, a).unwrap();
         let s = p.shifted(k);
-        prop_assert_eq!(s.actions.len(), h * a);
-        prop_assert_eq!(s.shift, k.min(h));
+        prop_assert_eq!(s.actions().len(), h * a);
+        prop_assert_eq!(s.shift(), k.min(h));
         let kk = k.min(h);
-        prop_assert_eq!(&s.actions[..(h - kk) * a], &vals[kk * a..]);
+        prop_assert_eq!(&s.actions()[..(h - kk) * a], &vals[kk * a..]);
         for t in h - kk..h {
             prop_assert_eq!(s.action(t), p.action(h - 1));
         }
