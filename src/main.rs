@@ -81,7 +81,7 @@ struct CollectArgs {
     #[arg(long, default_value_t = 1)]
     action_repeat: u32,
     /// Worker threads (default: CPU cores).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     workers: Option<usize>,
     /// Fraction of episodes driven by MPC with the simulator-backed model (evenly spread).
     #[arg(long, default_value_t = 0.0)]
@@ -269,8 +269,8 @@ struct RunArgs {
     /// Model device override: cpu, cuda, cuda:N or auto.
     #[arg(long)]
     device: Option<DeviceChoice>,
-    /// Parallel episode workers (default: CPU cores).
-    #[arg(long)]
+    /// Parallel episode workers (default: CPU cores; at least 1).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     workers: Option<usize>,
     /// Hide the progress bar.
     #[arg(long)]
@@ -317,7 +317,7 @@ fn looks_like_suite(path: &Path) -> Result<bool> {
 fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
     if looks_like_suite(file)? {
         let suite = LoadedSuite::load(file)?;
-        let models = runner::check_models(&suite, device)?;
+        let models = runner::check_models(&suite, device, 1)?;
         println!(
             "suite `{}` ({}): {} entries, seed {}",
             suite.suite.name,

@@ -163,7 +163,15 @@ pub fn check_records(
 /// Loads every model of the suite once (checking shapes against the scenario, and the energy's
 /// latent weights against the model); errors name the entry. Shared by `zplan validate` and
 /// `zplan run`.
-pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc<dyn WorldModel>>> {
+///
+/// `sim_threads` is how many threads each simulator-backed model rolls out on: a runner with
+/// `W` workers passes `cores / W` ([`torch_threads_for`]), so that workers × threads <= cores
+/// counts the simulator's threads too.
+pub fn check_models(
+    suite: &LoadedSuite,
+    device: DeviceChoice,
+    sim_threads: usize,
+) -> Result<Vec<Arc<dyn WorldModel>>> {
     suite
         .suite
         .entries
@@ -171,8 +179,13 @@ pub fn check_models(suite: &LoadedSuite, device: DeviceChoice) -> Result<Vec<Arc
         .enumerate()
         .map(|(i, e)| {
             let ctx = || format!("{}: entry `{}`", suite.path.display(), e.name);
-            let model = zplan_models::load_model(&suite.models[i], &suite.scenarios[i].1, device)
-                .with_context(|| format!("{}: model", ctx()))?;
+            let model = zplan_models::load_model_with_threads(
+                &suite.models[i],
+                &suite.scenarios[i].1,
+                device,
+                sim_threads,
+            )
+            .with_context(|| format!("{}: model", ctx()))?;
             e.energy.weights_for(model.as_ref()).with_context(ctx)?;
             let latent: i64 = model.latent_shape().iter().product();
             e.planner
@@ -417,19 +430,26 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Sets torch's intra-op threads so that `workers × threads <= cores`.
+/// Threads per worker so that `workers × threads <= cores` (at least 1): libtorch's intra-op
+/// threads and a simulator-backed model's rollout threads.
 pub fn torch_threads_for(workers: usize) -> i32 {
-    let cores = std::thread::available_parallelism()
+    (cores() / workers.max(1)).max(1) as i32
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1);
-    (cores / workers.max(1)).max(1) as i32
+        .unwrap_or(1)
 }
 
 /// Runs (or resumes) a suite into `opts.out`.
 pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     // Every model is loaded and probed before anything is written or run.
     let device = opts.device.unwrap_or(DeviceChoice::Auto);
-    let models = check_models(suite, device)?;
+    // Threads per worker: libtorch's and the simulator-backed model's pool alike.
+    let per_worker = torch_threads_for(opts.workers.unwrap_or_else(cores)) as usize;
+    let models = check_models(suite, device, per_worker)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let _lock = RunLock::acquire(&opts.out)?;
@@ -473,11 +493,7 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
 
     let workers = opts
         .workers
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        .unwrap_or_else(cores)
         .clamp(1, todo.len().max(1));
     tch::set_num_threads(torch_threads_for(workers));
     let ctxs: Vec<EntryCtx> = suite

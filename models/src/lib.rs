@@ -76,9 +76,9 @@ pub use obs::{state_shape_spec, state_spec, ObsBatch};
 pub use parallel::ParallelRollout;
 #[cfg(feature = "sim")]
 pub use sim_model::SimModel;
-#[cfg(feature = "sim")]
-pub use spec::load_model;
 pub use spec::{check_fits, load_model_for, ModelSpec};
+#[cfg(feature = "sim")]
+pub use spec::{load_model, load_model_with_threads};
 pub use torchscript::TorchScriptModel;
 pub use world_model::WorldModel;
 pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};

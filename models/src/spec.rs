@@ -107,18 +107,38 @@ impl FromStr for ModelSpec {
 ///
 /// # Errors
 /// The model's load errors, or [`ModelError::Incompatible`] naming the quantity that differs.
+///
+/// The simulator-backed model rolls out on every core ([`std::thread::available_parallelism`]);
+/// [`load_model_with_threads`] sets how many.
 #[cfg(feature = "sim")]
 pub fn load_model(
     spec: &ModelSpec,
     scenario: &ScenarioConfig,
     device: DeviceChoice,
 ) -> Result<Arc<dyn WorldModel>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    load_model_with_threads(spec, scenario, device, cores)
+}
+
+/// [`load_model`] with the number of threads the simulator-backed model rolls out on
+/// ([`SimModel::with_threads`]; the other models ignore it). A process that plans on `W`
+/// threads at once gives it `cores / W`, so that no more threads than cores compute.
+///
+/// # Errors
+/// As [`load_model`]; [`ModelError::InvalidConfig`] for 0 threads.
+#[cfg(feature = "sim")]
+pub fn load_model_with_threads(
+    spec: &ModelSpec,
+    scenario: &ScenarioConfig,
+    device: DeviceChoice,
+    sim_threads: usize,
+) -> Result<Arc<dyn WorldModel>> {
     let env_spec = scenario.spec();
     let obs_spec = env_spec.observation.clone();
     let action_dim = env_spec.action_dim() as i64;
     let context = format!("scenario `{}`", scenario.kind());
     let model: Arc<dyn WorldModel> = match spec {
-        ModelSpec::Sim => Arc::new(SimModel::from_config(scenario)?),
+        ModelSpec::Sim => Arc::new(SimModel::from_config(scenario)?.with_threads(sim_threads)?),
         ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load(
             path,
             &obs_spec,
