@@ -19,13 +19,7 @@
 use std::path::{Path, PathBuf};
 
 /// The library crates' source roots, relative to the repository root.
-const LIBRARY_SOURCES: [&str; 5] = [
-    "io/src",
-    "obs/src",
-    "sim/src",
-    "models/src",
-    "planner/src",
-];
+const LIBRARY_SOURCES: [&str; 5] = ["io/src", "obs/src", "sim/src", "models/src", "planner/src"];
 
 /// A lexical scanner for panicking constructs in Rust source.
 mod scanner {
@@ -87,7 +81,11 @@ mod scanner {
         }
         while let Some(&c) = chars.get(i) {
             let next = chars.get(i + 1).copied();
-            let prev = if i == 0 { None } else { chars.get(i - 1).copied() };
+            let prev = if i == 0 {
+                None
+            } else {
+                chars.get(i - 1).copied()
+            };
             match (c, next) {
                 ('/', Some('/')) => {
                     while let Some(&c) = chars.get(i) {
@@ -159,9 +157,7 @@ mod scanner {
                     let end = loop {
                         match chars.get(k) {
                             None => break chars.len(),
-                            Some('"')
-                                if (1..=hashes).all(|h| chars.get(k + h) == Some(&'#')) =>
-                            {
+                            Some('"') if (1..=hashes).all(|h| chars.get(k + h) == Some(&'#')) => {
                                 break k;
                             }
                             Some(_) => k += 1,
@@ -246,10 +242,16 @@ mod scanner {
         let mut test = vec![false; lines.len()];
         let mut modules = Vec::new();
         let mut whole = false;
+        let mut braces = 0usize;
         let mut i = 0;
         while i < code.len() {
             let Some(&(c, line)) = code.get(i) else { break };
             if c != '#' {
+                match c {
+                    '{' => braces += 1,
+                    '}' => braces = braces.saturating_sub(1),
+                    _ => {}
+                }
                 i += 1;
                 continue;
             }
@@ -259,7 +261,9 @@ mod scanner {
                 i += 1;
                 continue;
             }
-            let Some(close) = matching(&code, open) else { break };
+            let Some(close) = matching(&code, open) else {
+                break;
+            };
             let attr: String = code
                 .get(open + 1..close)
                 .unwrap_or(&[])
@@ -273,8 +277,27 @@ mod scanner {
             }
             if inner {
                 // `#![cfg(test)]`: the enclosing module (at the top of a file: the file) is test.
-                whole = true;
-                break;
+                if braces == 0 {
+                    whole = true;
+                    break;
+                }
+                let mut depth = 0usize;
+                let mut j = close + 1;
+                while let Some(&(ch, _)) = code.get(j) {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                let end_line = code.get(j).map_or(lines.len(), |x| x.1);
+                for flag in test.iter_mut().take(end_line + 1).skip(line) {
+                    *flag = true;
+                }
+                i = j;
+                continue;
             }
             // The item after the attribute ends at a `;` or at the brace matching its first `{`
             // outside parentheses and brackets.
@@ -291,6 +314,11 @@ mod scanner {
                     }
                     '{' if depth == 0 => {
                         end = matching(&code, j);
+                        break;
+                    }
+                    // The enclosing block ends first (an attribute on a last field or arm).
+                    '}' if depth == 0 => {
+                        end = Some(j.saturating_sub(1));
                         break;
                     }
                     _ => {}
@@ -522,6 +550,19 @@ mod scanner {
         }
 
         #[test]
+        fn inner_cfg_test_covers_its_module_only() {
+            let src =
+                "mod a {\n    #![cfg(test)]\n    fn t() { panic!() }\n}\nfn g() { todo!() }\n";
+            assert_eq!(labels(src), vec![(5, "todo!")]);
+        }
+
+        #[test]
+        fn attribute_on_a_last_field_ends_at_the_closing_brace() {
+            let src = "struct S {\n    #[cfg(test)]\n    a: u8\n}\nfn g() { todo!() }\n";
+            assert_eq!(labels(src), vec![(5, "todo!")]);
+        }
+
+        #[test]
         fn comments_and_docs_are_ignored() {
             let src = "/// let x = y.unwrap();\n\
                        //! panic!(\"doc\")\n\
@@ -618,7 +659,11 @@ fn findings_in(root: &Path, crate_src: &str, skip: &[String]) -> Vec<String> {
     }
     let mut out = Vec::new();
     for (file, scan) in scans {
-        let rel = file.strip_prefix(root).unwrap_or(file).display().to_string();
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         if test_files.contains(file) || skip.iter().any(|s| rel.starts_with(s.as_str())) {
             continue;
         }
@@ -689,7 +734,11 @@ fn every_library_crate_is_checked() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("members"))
         .and_then(|l| l.split_once('[')?.1.split_once(']'))
-        .map(|(list, _)| list.split(',').map(|m| m.trim().trim_matches('"')).collect())
+        .map(|(list, _)| {
+            list.split(',')
+                .map(|m| m.trim().trim_matches('"'))
+                .collect()
+        })
         .expect("a `members = [...]` line in the root Cargo.toml");
     for member in members.iter().filter(|m| !m.is_empty()) {
         let src = format!("{member}/src");
