@@ -2,6 +2,7 @@
 
 use crate::error::TchContext;
 use crate::{ModelError, Result};
+use std::num::NonZeroUsize;
 use tch::{Device, Kind, Tensor};
 use zplan_obs::{Dtype, FieldData, ObsSpec, Observation, STATE};
 
@@ -195,10 +196,10 @@ pub fn state_shape_spec(shape: &[i64]) -> Result<ObsSpec> {
     .map_err(|e| ModelError::InvalidConfig(e.to_string()))
 }
 
-/// The observation spec of a model that reads one unnamed state vector of `dim` entries.
+/// The observation spec of a model that reads one unnamed state vector of `dim` entries
+/// (`dim` 0 is taken as 1).
 pub fn state_spec(dim: usize) -> ObsSpec {
-    ObsSpec::new(vec![zplan_obs::FieldSpec::unnamed(STATE, dim.max(1))])
-        .expect("a one-field spec with a positive size is valid")
+    ObsSpec::unnamed_state(NonZeroUsize::new(dim).unwrap_or(NonZeroUsize::MIN))
 }
 
 #[cfg(test)]

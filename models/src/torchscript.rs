@@ -309,7 +309,8 @@ impl TorchScriptModel {
             method: "predict",
         };
         site.check_float("output", &next)?;
-        site.check_shape("output", &next, &[("B", z.size()[0])], &self.latent_shape)?;
+        let b = z.size().first().copied().unwrap_or(-1);
+        site.check_shape("output", &next, &[("B", b)], &self.latent_shape)?;
         Ok(next)
     }
 
@@ -322,12 +323,11 @@ impl TorchScriptModel {
             method: "rollout",
         };
         site.check_float("output", &zs)?;
-        site.check_shape(
-            "output",
-            &zs,
-            &[("B", size[0]), ("H", size[1])],
-            &self.latent_shape,
-        )?;
+        let (b, h) = match size.as_slice() {
+            [b, h, ..] => (*b, *h),
+            _ => (-1, -1),
+        };
+        site.check_shape("output", &zs, &[("B", b), ("H", h)], &self.latent_shape)?;
         Ok(zs)
     }
 

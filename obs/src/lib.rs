@@ -47,6 +47,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::num::NonZeroUsize;
 
 /// Name of the state-vector field.
 pub const STATE: &str = "state";
@@ -257,6 +258,14 @@ impl ObsSpec {
     /// [`ObsError::Spec`] for no names.
     pub fn state(names: Vec<String>) -> Result<Self> {
         ObsSpec::new(vec![FieldSpec::vector(STATE, names)])
+    }
+
+    /// One [`STATE`] field of `dim` unnamed f32 entries. Infallible: a single field with a
+    /// non-empty name and a positive size is always a valid spec.
+    pub fn unnamed_state(dim: NonZeroUsize) -> Self {
+        ObsSpec {
+            fields: vec![FieldSpec::unnamed(STATE, dim.get())],
+        }
     }
 
     /// The fields, in order.
@@ -527,6 +536,16 @@ mod tests {
         assert_eq!(pixels().fields()[0].shape, [6, 16, 32]);
         assert!(ObsSpec::state(vec!["x".into()]).unwrap().is_state_only());
         assert!(!pixels().is_state_only());
+    }
+
+    #[test]
+    fn unnamed_state_is_the_checked_spec() {
+        let three = NonZeroUsize::new(3).unwrap();
+        assert_eq!(
+            ObsSpec::unnamed_state(three),
+            ObsSpec::new(vec![FieldSpec::unnamed(STATE, 3)]).unwrap()
+        );
+        assert!(ObsSpec::unnamed_state(three).is_state_only());
     }
 
     #[test]

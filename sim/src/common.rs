@@ -52,9 +52,9 @@ pub(crate) fn clip_action(spec: &EnvSpec, action: &[f32], out: &mut [f32]) -> Re
         return Err(SimError::NonFiniteAction { index, value });
     }
     let mut clipped = 0;
-    for (i, &a) in action.iter().enumerate() {
-        let (lo, hi) = (spec.action_low[i], spec.action_high[i]);
-        out[i] = if a < lo {
+    let bounds = spec.action_low.iter().zip(&spec.action_high);
+    for ((o, &a), (&lo, &hi)) in out.iter_mut().zip(action).zip(bounds) {
+        *o = if a < lo {
             clipped += 1;
             lo
         } else if a > hi {

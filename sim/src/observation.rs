@@ -10,6 +10,7 @@
 use crate::camera::Camera;
 use crate::{Result, SimError};
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroUsize;
 use zplan_obs::{FieldSpec, ObsSpec, Observation, IMAGE, PROPRIO, STATE};
 
 /// Smallest image side in pixels.
@@ -128,9 +129,8 @@ impl ObservationConfig {
         }
         // Validated configs always give a valid spec; a fallback keeps this infallible.
         ObsSpec::new(fields).unwrap_or_else(|_| {
-            ObsSpec::state(state_names.to_vec()).unwrap_or_else(|_| {
-                ObsSpec::new(vec![FieldSpec::unnamed(STATE, 1)]).expect("a one-entry spec")
-            })
+            ObsSpec::state(state_names.to_vec())
+                .unwrap_or_else(|_| ObsSpec::unnamed_state(NonZeroUsize::MIN))
         })
     }
 

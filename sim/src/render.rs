@@ -253,19 +253,17 @@ impl Image {
         })
     }
 
-    /// The RGB value of pixel `(x, y)` (`y = 0` is the top row).
-    ///
-    /// # Panics
-    /// When the pixel is outside the image.
-    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x}, {y}) outside {}x{}",
-            self.width,
-            self.height
-        );
+    /// The RGB value of pixel `(x, y)` (`y = 0` is the top row), or `None` when the pixel is
+    /// outside the image.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 3]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
         let k = (y as usize * self.width as usize + x as usize) * 3;
-        [self.rgb[k], self.rgb[k + 1], self.rgb[k + 2]]
+        match self.rgb.get(k..k + 3)? {
+            &[r, g, b] => Some([r, g, b]),
+            _ => None,
+        }
     }
 }
 
@@ -280,9 +278,17 @@ mod tests {
         c.disc([1.5, 0.5], 0.2, [0, 255, 0]);
         let img = c.finish();
         assert_eq!(img.rgb.len(), 600);
-        assert_eq!(img.pixel(2, 2), [255, 0, 0]);
-        assert_eq!(img.pixel(15, 5), [0, 255, 0]);
-        assert_eq!(img.pixel(19, 0), [0, 0, 0]);
+        assert_eq!(img.pixel(2, 2), Some([255, 0, 0]));
+        assert_eq!(img.pixel(15, 5), Some([0, 255, 0]));
+        assert_eq!(img.pixel(19, 0), Some([0, 0, 0]));
+        assert_eq!(img.pixel(20, 0), None);
+        assert_eq!(img.pixel(0, 10), None);
+        let short = Image {
+            rgb: vec![1, 2, 3],
+            ..img
+        };
+        assert_eq!(short.pixel(0, 0), Some([1, 2, 3]));
+        assert_eq!(short.pixel(1, 0), None);
     }
 
     #[test]
@@ -290,8 +296,8 @@ mod tests {
         let mut c = Canvas::new(10, 10, [0.0, 0.0, 1.0, 1.0], [0, 0, 0]);
         c.rect(&Rect::aabb(0.0, 0.8, 1.0, 1.0), [9, 9, 9]);
         let img = c.finish();
-        assert_eq!(img.pixel(5, 0), [9, 9, 9]);
-        assert_eq!(img.pixel(5, 9), [0, 0, 0]);
+        assert_eq!(img.pixel(5, 0), Some([9, 9, 9]));
+        assert_eq!(img.pixel(5, 9), Some([0, 0, 0]));
     }
 
     #[test]
