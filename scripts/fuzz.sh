@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh 20000           # 20 000 executions per target
 #   scripts/fuzz.sh 60s             # 60 seconds per target
 #   FUZZ_TARGETS="suite_ron dataset" scripts/fuzz.sh 100000
+#   FUZZ_REPORT_ONLY=1 scripts/fuzz.sh  # the table of the last runs (fuzz/logs), nothing run
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1 lets
 # cargo fuzz pass its nightly flags. Builds without a sanitizer (`-s none`, see the README)
@@ -35,6 +36,7 @@ case "$BUDGET" in
 esac
 
 cd fuzz
+if [[ -z "${FUZZ_REPORT_ONLY:-}" ]]; then
 echo "==> building the fuzz targets (cargo fuzz build -s none -a)" >&2
 for t in $TARGETS; do cargo fuzz build -s none -a "$t" >&2; done
 BIN=$ROOT/fuzz/target/x86_64-unknown-linux-gnu/release
@@ -66,6 +68,7 @@ for t in $TARGETS; do
   if ((running >= JOBS)); then wait -n || true; running=$((running - 1)); fi
 done
 wait || true
+fi
 
 stat() { sed -n "s/^stat::$1: *//p" "logs/$2.log" | tail -1; }
 printf '| target | executions | wall s | exec/s | crashes | timeouts | peak RSS MB | corpus |\n'
