@@ -276,7 +276,14 @@ fn mutate(seed: &str, kind: u8, at: usize, n: usize) -> Vec<u8> {
             if let Some(p) = v[at..].iter().position(|c| c.is_ascii_digit()) {
                 let s = at + p;
                 let e = s + v[s..].iter().take_while(|c| c.is_ascii_digit()).count();
-                v.splice(s..e, (n as u64).wrapping_mul(1_000_003).to_string().repeat(4).bytes());
+                v.splice(
+                    s..e,
+                    (n as u64)
+                        .wrapping_mul(1_000_003)
+                        .to_string()
+                        .repeat(4)
+                        .bytes(),
+                );
             }
             out = v;
         }
