@@ -90,6 +90,10 @@ for t in $TARGETS; do
     fail=1
   fi
 done
-rm -rf /dev/shm/zplan-fuzz-* 2>/dev/null || true
+# Scratch directories of the targets (fuzz/src/lib.rs), named by process id: only those of
+# processes that are gone (another campaign may be running).
+for d in /dev/shm/zplan-fuzz-* "${TMPDIR:-/tmp}"/zplan-fuzz-*; do
+  if [[ -d "$d" && ! -d "/proc/${d##*-}" ]]; then rm -rf "$d"; fi
+done
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), $(date -u '+%Y-%m-%d %H:%M UTC')"
 exit $fail

@@ -533,3 +533,119 @@ fn write_fuzz_seeds() {
     put("results_jsonl", "torn.jsonl", torn.as_bytes());
     put("suite_ron", "small.ron", RESULTS_SUITE.as_bytes());
 }
+
+#[test]
+fn planner_strings_refuse_deep_nests_before_parsing() {
+    let text = "Cem(".repeat(200_000);
+    let t = Instant::now();
+    let e = PlannerConfig::from_ron_str(&text).unwrap_err().to_string();
+    assert_eq!(e, "planner: RON:1:260: brackets nest deeper than 64 levels");
+    let e = EnergyConfig::from_ron_str(&"[".repeat(200_000))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "energy: RON:1:65: brackets nest deeper than 64 levels");
+    let e = MpcConfig::from_ron_str(&"(".repeat(65))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "mpc: RON:1:65: brackets nest deeper than 64 levels");
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn strings_parse_like_suite_fields_and_are_validated() {
+    let e =
+        EnergyConfig::from_ron_str("(metric: L2, reduction: Sum, proprio_weight: 0.5)").unwrap();
+    assert_eq!(e.proprio_weight, Some(0.5)); // implicit_some, as in suite files
+    let e = EnergyConfig::from_ron_str("(action_weight: -1.0)").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "energy.action_weight: -1 must be finite and >= 0"
+    );
+    let e = MpcConfig::from_ron_str("(replan_every: 3, action_block: 2)").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("mpc.replan_every: 3 must be a multiple"),
+        "{e}"
+    );
+    let e = MpcConfig::from_ron_str("(replan_evry: 3)").unwrap_err();
+    assert!(e.to_string().starts_with("mpc: "), "{e}");
+}
+
+/// Found while writing the fuzz target `planner_ron`: `deadline_ms: 1e30` passed validation (it is a
+/// finite f32), and `budget()` then panicked in `Duration::from_secs_f64` ("value is either too
+/// big or NaN"); a deadline the clock cannot represent is now no deadline.
+#[test]
+fn a_deadline_beyond_the_clock_is_no_deadline() {
+    for ms in ["1e30", "3.0e38", "1.8446744073709552e22"] {
+        let m = MpcConfig::from_ron_str(&format!("(deadline_ms: {ms})")).unwrap();
+        assert!(m.budget().deadline.is_none(), "{ms}");
+    }
+    let m = MpcConfig::from_ron_str("(deadline_ms: 5.0)").unwrap();
+    assert!(m.budget().deadline.is_some());
+}
+
+/// Each entry's records fit the memory limit, but the report holds all of them at once: the
+/// sum is refused with its estimate.
+#[test]
+fn suite_records_are_estimated_over_all_entries() {
+    let limit = zplan_io::memory_limit().unwrap();
+    let episodes = limit / 1048 * 6 / 10;
+    let entry = |name: &str| {
+        format!(
+            "(name: \"{name}\", scenario: File(\"reach.ron\"), model: Sim, max_steps: 1, \
+             episodes: {episodes}, planner: Cem(samples: 4, elites: 2, iterations: 1, horizon: 2))"
+        )
+    };
+    let one = format!("Suite(name: \"big\", entries: [{}])", entry("a"));
+    LoadedSuite::from_text(&dir().join("s.ron"), one).unwrap();
+    let two = format!(
+        "Suite(name: \"big\", entries: [{}, {}])",
+        entry("a"),
+        entry("b")
+    );
+    let e = LoadedSuite::from_text(&dir().join("s.ron"), two)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "{} episodes over 2 entries (their records) needs about",
+            2 * episodes
+        )),
+        "{e}"
+    );
+}
+
+/// `meta.json` is read through zplan_io (size limit, non-regular files named) and its scenario
+/// is validated before anything uses its sizes.
+#[test]
+fn dataset_descriptions_are_checked() {
+    let (dir, m) = dataset();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    v["scenario"]["Reach"]["links"] = serde_json::json!(0);
+    let e = zplan::train::parse_meta(&v.to_string(), Path::new("d/meta.json")).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.starts_with("d/meta.json: `scenario`: "), "{e}");
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("meta.json")).unwrap();
+    let e = zplan::train::read_meta(t.path()).unwrap_err().to_string();
+    assert!(
+        e.ends_with("meta.json: is a directory, not a regular file"),
+        "{e}"
+    );
+    let mut info = m.chunks[0].clone();
+    info.file = ".".into();
+    let spec = m.scenario.spec();
+    let e = zplan::dataset::read_chunk(
+        dir,
+        &info,
+        m.observation.as_ref().unwrap(),
+        spec.state_dim(),
+        spec.action_dim(),
+        m.steps as usize,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.ends_with("is a directory, not a regular file"), "{e}");
+}
