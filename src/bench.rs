@@ -154,7 +154,8 @@ pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
     }
     tch::set_num_threads(args.threads);
     let energy = match &args.energy {
-        Some(text) => ron::from_str(text).with_context(|| format!("--energy `{text}`"))?,
+        Some(text) => zplan_planner::EnergyConfig::from_ron_str(text)
+            .with_context(|| format!("--energy `{text}`"))?,
         None => zplan_planner::EnergyConfig::default(),
     };
     let settings = PlanBenchSettings {

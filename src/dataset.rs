@@ -274,8 +274,31 @@ pub fn read_chunk(
     steps: usize,
 ) -> Result<Chunk> {
     let path: PathBuf = dir.join(&info.file);
+    zplan_io::check_regular_file(&path)?;
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    zplan_io::check_memory(|| format!("{} ({size} bytes)", path.display()), size)?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    chunk_from_bytes(&path, &bytes, info, spec, state_dim, action_dim, steps)
+}
+
+/// [`read_chunk`] for a chunk's bytes already in memory; `path` names the file in errors.
+///
+/// # Errors
+/// A corrupt or truncated file, or a tensor that is missing, of the wrong dtype or shape, or
+/// not finite, naming `path` and the tensor.
+#[allow(clippy::too_many_arguments)]
+pub fn chunk_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    info: &ChunkInfo,
+    spec: &ObsSpec,
+    state_dim: usize,
+    action_dim: usize,
+    steps: usize,
+) -> Result<Chunk> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         anyhow::anyhow!(
             "{}: not a readable chunk (corrupt or truncated safetensors file): {e}",
             path.display()

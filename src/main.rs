@@ -112,16 +112,12 @@ impl CollectArgs {
         if self.planner_fraction <= 0.0 {
             return Ok(None);
         }
-        let opts = ron::Options::default()
-            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
         Ok(Some(zplan::collect::PlannerDriven {
             planner: zplan_planner::PlannerConfig::from_ron_str(&self.planner)
                 .with_context(|| format!("--planner `{}`", self.planner))?,
-            energy: opts
-                .from_str(&self.energy)
+            energy: zplan_planner::EnergyConfig::from_ron_str(&self.energy)
                 .with_context(|| format!("--energy `{}`", self.energy))?,
-            mpc: opts
-                .from_str(&self.mpc)
+            mpc: zplan_planner::MpcConfig::from_ron_str(&self.mpc)
                 .with_context(|| format!("--mpc `{}`", self.mpc))?,
             noise: self.planner_noise,
         }))

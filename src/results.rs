@@ -1,7 +1,7 @@
 //! Per-episode records (`results.jsonl`) and reading them back after a crash.
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 /// One closed-loop episode, as one line of `results.jsonl`.
@@ -156,6 +156,26 @@ pub enum ResultsError {
         /// Cause.
         cause: std::io::Error,
     },
+    /// A complete line is not UTF-8.
+    #[error("{path}:{line}: not valid UTF-8 at byte {col} of the line")]
+    NotUtf8 {
+        /// File.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based byte position of the first invalid byte in the line.
+        col: usize,
+    },
+    /// A line is longer than any record can be.
+    #[error("{path}:{line}: line longer than {limit} bytes, not an episode record")]
+    LineTooLong {
+        /// File.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// The limit ([`MAX_RECORD_LINE_BYTES`]).
+        limit: u64,
+    },
     /// A complete line is not a valid record.
     #[error("{path}:{line}: not a valid episode record: {cause}")]
     Parse {
@@ -177,7 +197,12 @@ pub fn read_results(path: &Path) -> Result<Vec<EpisodeRecord>, ResultsError> {
         .collect())
 }
 
+/// Longest line [`read_results_from`] accepts: 64 MiB. A record of an episode of a million
+/// steps (its distance trace and plan latencies) takes about 40 MB.
+pub const MAX_RECORD_LINE_BYTES: u64 = 64 << 20;
+
 /// [`read_results`] with each record's 1-based line number, for errors that name the line.
+/// A missing file holds no records.
 pub fn read_results_numbered(path: &Path) -> Result<Vec<(usize, EpisodeRecord)>, ResultsError> {
     let p = path.display().to_string();
     let file = match std::fs::File::open(path) {
@@ -190,30 +215,54 @@ pub fn read_results_numbered(path: &Path) -> Result<Vec<(usize, EpisodeRecord)>,
             })
         }
     };
+    read_results_from(std::io::BufReader::new(file), &p)
+}
+
+/// Reads records from any reader (the contents of a `results.jsonl`; `origin` names it in
+/// errors), as [`read_results_numbered`] does from a file: a torn final line is ignored,
+/// blank lines are skipped, and a complete line that is not UTF-8, longer than
+/// [`MAX_RECORD_LINE_BYTES`] or not a valid record is an error naming the line.
+pub fn read_results_from(
+    mut reader: impl BufRead,
+    origin: &str,
+) -> Result<Vec<(usize, EpisodeRecord)>, ResultsError> {
     let mut out = Vec::new();
-    let mut reader = std::io::BufReader::new(file);
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut line_no = 0;
     loop {
         buf.clear();
         let n = reader
-            .read_line(&mut buf)
+            .by_ref()
+            .take(MAX_RECORD_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)
             .map_err(|source| ResultsError::Io {
-                path: p.clone(),
+                path: origin.to_string(),
                 cause: source,
             })?;
         if n == 0 {
             break;
         }
         line_no += 1;
-        if !buf.ends_with('\n') {
+        if n as u64 > MAX_RECORD_LINE_BYTES {
+            return Err(ResultsError::LineTooLong {
+                path: origin.to_string(),
+                line: line_no,
+                limit: MAX_RECORD_LINE_BYTES,
+            });
+        }
+        if !buf.ends_with(b"\n") {
             break; // torn tail
         }
-        if buf.trim().is_empty() {
+        let text = std::str::from_utf8(&buf).map_err(|e| ResultsError::NotUtf8 {
+            path: origin.to_string(),
+            line: line_no,
+            col: e.valid_up_to() + 1,
+        })?;
+        if text.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(buf.trim_end()).map_err(|source| ResultsError::Parse {
-            path: p.clone(),
+        let rec = serde_json::from_str(text.trim_end()).map_err(|source| ResultsError::Parse {
+            path: origin.to_string(),
             line: line_no,
             cause: source,
         })?;

@@ -180,8 +180,15 @@ impl LoadedSuite {
     /// Reads, parses and validates a suite file and the scenario files it references.
     /// Models are not loaded here (see [`crate::runner::check_models`]).
     pub fn load(path: &Path) -> Result<Self, SuiteError> {
-        let p = path.display().to_string();
         let text = zplan_io::read_text(path, "a suite file", zplan_io::MAX_CONFIG_BYTES)?;
+        Self::from_text(path, text)
+    }
+
+    /// [`LoadedSuite::load`] for a suite text already read (and checked with
+    /// [`zplan_io::read_text`] or [`zplan_io::text_from_bytes`]) from `path`: parses and
+    /// validates it; scenario files are resolved against `path`'s folder and read from disk.
+    pub fn from_text(path: &Path, text: String) -> Result<Self, SuiteError> {
+        let p = path.display().to_string();
         let suite = Suite::parse(&text, &p)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if suite.entries.is_empty() {
@@ -194,6 +201,7 @@ impl LoadedSuite {
         let mut file_names = std::collections::HashMap::new();
         let mut scenarios = Vec::new();
         let mut models = Vec::new();
+        let (mut all_records, mut all_episodes) = (0u64, 0u64);
         for e in &suite.entries {
             let bad = |msg: String| SuiteError::Entry {
                 path: p.clone(),
@@ -245,11 +253,16 @@ impl LoadedSuite {
             // plan latencies grow with the episode's steps.
             let episodes = e.episodes.unwrap_or(suite.episodes);
             let steps = e.max_steps.unwrap_or(sc.spec().max_steps) as u64;
+            let records =
+                zplan_io::bytes_of(&[episodes, steps.saturating_mul(24).saturating_add(1024)]);
             zplan_io::check_memory(
                 || format!("{episodes} episodes of up to {steps} steps (their records)"),
-                zplan_io::bytes_of(&[episodes, steps.saturating_mul(24).saturating_add(1024)]),
+                records,
             )
             .map_err(|err| bad(err.to_string()))?;
+            // The report holds every entry's records at once: the sum counts too.
+            all_records = all_records.saturating_add(records);
+            all_episodes = all_episodes.saturating_add(episodes);
             let sanitized = crate::runner::sanitize(&e.name);
             if let Some(other) = file_names.insert(sanitized.clone(), e.name.clone()) {
                 return Err(bad(format!(
@@ -259,6 +272,19 @@ impl LoadedSuite {
             scenarios.push((name, sc));
             models.push(e.model.relative_to(base));
         }
+        zplan_io::check_memory(
+            || {
+                format!(
+                    "{all_episodes} episodes over {} entries (their records)",
+                    suite.entries.len()
+                )
+            },
+            all_records,
+        )
+        .map_err(|err| SuiteError::Invalid {
+            path: p.clone(),
+            msg: err.to_string(),
+        })?;
         Ok(LoadedSuite {
             path: path.to_path_buf(),
             text,

@@ -190,14 +190,27 @@ pub fn load_dataset(dir: &Path) -> Result<Dataset> {
     }
 }
 
-/// Reads and parses `DIR/meta.json`.
+/// Largest `meta.json` read: 64 MiB (it lists chunks and planner-driven episodes; a million
+/// episodes take about 10 MB).
+pub const MAX_META_BYTES: u64 = 64 << 20;
+
+/// Reads, parses and checks `DIR/meta.json` (a regular file of at most [`MAX_META_BYTES`],
+/// see [`zplan_io::read_text`]; then [`parse_meta`]).
 pub fn read_meta(dir: &Path) -> Result<DatasetMeta> {
     let meta_path = dir.join("meta.json");
-    serde_json::from_str(
-        &std::fs::read_to_string(&meta_path)
-            .with_context(|| format!("reading {}", meta_path.display()))?,
-    )
-    .with_context(|| format!("{}: not a zplan dataset description", meta_path.display()))
+    let text = zplan_io::read_text(&meta_path, "a dataset description", MAX_META_BYTES)?;
+    parse_meta(&text, &meta_path)
+}
+
+/// Parses `meta.json` text read from `path` (named in errors) and validates its scenario, so
+/// that nothing downstream works from sizes the simulator would refuse.
+pub fn parse_meta(text: &str, path: &Path) -> Result<DatasetMeta> {
+    let meta: DatasetMeta = serde_json::from_str(text)
+        .with_context(|| format!("{}: not a zplan dataset description", path.display()))?;
+    meta.scenario
+        .validate()
+        .with_context(|| format!("{}: `scenario`", path.display()))?;
+    Ok(meta)
 }
 
 /// Whether a dataset holds camera images (`zplan train` then trains a pixel JEPA).

@@ -208,25 +208,42 @@ pub fn read_text(path: &Path, what: &str, limit: u64) -> Result<String, InputErr
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
+    text_from_bytes(&p, bytes, what, limit)
+}
+
+/// The checks [`read_text`] applies once a file's bytes are read, for text that arrives as
+/// bytes (a fuzzer, a network peer, an in-memory test): at most `limit` bytes, UTF-8 (a
+/// leading byte-order mark is dropped, invalid UTF-8 is reported with its byte offset), nested
+/// at most [`MAX_NESTING`] brackets deep. `origin` names the text in errors, `what` the kind
+/// of file in the size error.
+pub fn text_from_bytes(
+    origin: &str,
+    bytes: Vec<u8>,
+    what: &str,
+    limit: u64,
+) -> Result<String, InputError> {
     if bytes.len() as u64 > limit {
         return Err(InputError::TooLarge {
-            path: p,
+            path: origin.into(),
             what: what.into(),
             size: bytes.len() as u64,
             limit,
         });
     }
-    let text = decode(&p, bytes)?;
-    check_nesting(&p, &text, MAX_NESTING)?;
+    let text = decode(origin, bytes)?;
+    check_nesting(origin, &text, MAX_NESTING)?;
     Ok(text)
 }
 
 /// UTF-8 text of `bytes` without a leading byte-order mark; invalid UTF-8 is reported with its
-/// byte offset and line.
+/// byte offset in the file (the mark counted) and line.
 pub fn decode(path: &str, mut bytes: Vec<u8>) -> Result<String, InputError> {
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+    let bom = if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         bytes.drain(..3);
-    }
+        3
+    } else {
+        0
+    };
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..offset]
@@ -235,7 +252,7 @@ pub fn decode(path: &str, mut bytes: Vec<u8>) -> Result<String, InputError> {
             .count();
         InputError::NotUtf8 {
             path: path.into(),
-            offset,
+            offset: offset + bom,
             line,
         }
     })
@@ -443,6 +460,27 @@ mod tests {
             e.to_string()
                 .ends_with("not valid UTF-8 at byte 8 (line 2)"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn text_from_bytes_applies_the_file_checks() {
+        let e = text_from_bytes("b.ron", b"\xEF\xBB\xBF(a:\n\xC3)".to_vec(), "x", 100).unwrap_err();
+        // The offset counts the byte-order mark: it is a position in the file as written.
+        assert_eq!(e.to_string(), "b.ron: not valid UTF-8 at byte 7 (line 2)");
+        let e = text_from_bytes("b.ron", vec![b'['; 100], "a suite", 99).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "b.ron: 100 bytes, more than the 99-byte limit for a suite"
+        );
+        let e = text_from_bytes("b.ron", vec![b'{'; 65], "a suite", 100).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "b.ron:1:65: brackets nest deeper than 64 levels"
+        );
+        assert_eq!(
+            text_from_bytes("b.ron", b"\xEF\xBB\xBF()".to_vec(), "x", 100).unwrap(),
+            "()"
         );
     }
 

@@ -79,6 +79,14 @@ impl Default for EnergyConfig {
 }
 
 impl EnergyConfig {
+    /// Parses RON (`(metric: L2, reduction: Sum)`, as `--energy` takes it) and validates;
+    /// limits as [`crate::PlannerConfig::from_ron_str`].
+    pub fn from_ron_str(s: &str) -> Result<Self> {
+        let cfg: Self = crate::error::parse_ron(s, "energy")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Range checks (NaN fails).
     pub fn validate(&self) -> Result<()> {
         let c = Check::new("energy");

@@ -53,6 +53,30 @@ impl From<tch::TchError> for PlannerError {
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, PlannerError>;
 
+/// Parses a RON config string the way users hand them over (`--planner`, `--energy`, `--mpc`):
+/// refuses texts above [`zplan_io::MAX_CONFIG_BYTES`] or nested deeper than
+/// [`zplan_io::MAX_NESTING`] before the parser sees them, then parses with the `implicit_some`
+/// extension (as suite files are). Errors are [`PlannerError::InvalidConfig`] on `field`.
+pub(crate) fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, field: &str) -> Result<T> {
+    let invalid = |message: String| PlannerError::InvalidConfig {
+        field: field.into(),
+        message,
+    };
+    if text.len() as u64 > zplan_io::MAX_CONFIG_BYTES {
+        return Err(invalid(format!(
+            "{} bytes of RON, more than the {}-byte limit",
+            text.len(),
+            zplan_io::MAX_CONFIG_BYTES
+        )));
+    }
+    zplan_io::check_nesting("RON", text, zplan_io::MAX_NESTING)
+        .map_err(|e| invalid(e.to_string()))?;
+    ron::Options::default()
+        .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
+        .from_str(text)
+        .map_err(|e| invalid(e.to_string()))
+}
+
 /// Range checks for `validate()` methods. Every comparison is written so that NaN fails it
 /// (`!(x >= lo)` rather than `x < lo`).
 pub(crate) struct Check<'a> {

@@ -41,6 +41,14 @@ impl Default for MpcConfig {
 }
 
 impl MpcConfig {
+    /// Parses RON (`(replan_every: 2, action_block: 2)`, as `--mpc` takes it) and validates;
+    /// limits as [`crate::PlannerConfig::from_ron_str`].
+    pub fn from_ron_str(s: &str) -> Result<Self> {
+        let cfg: Self = crate::error::parse_ron(s, "mpc")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Range checks naming the field; NaN fails.
     pub fn validate(&self) -> Result<()> {
         let c = Check::new("mpc");
@@ -84,13 +92,15 @@ impl MpcConfig {
         Ok(())
     }
 
-    /// The per-plan budget starting now.
+    /// The per-plan budget starting now. A deadline too far away for the clock to represent
+    /// (`deadline_ms: 1e30`) is no deadline, never a panic.
     pub fn budget(&self) -> Budget {
         Budget {
             iterations: self.iterations,
-            deadline: self
-                .deadline_ms
-                .map(|ms| Instant::now() + Duration::from_secs_f64(ms / 1000.0)),
+            deadline: self.deadline_ms.and_then(|ms| {
+                let after = Duration::try_from_secs_f64(ms / 1000.0).ok()?;
+                Instant::now().checked_add(after)
+            }),
         }
     }
 }

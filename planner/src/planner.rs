@@ -192,12 +192,11 @@ impl PlannerConfig {
         })
     }
 
-    /// Parses RON (`Cem(samples: 300, ...)`) and validates.
+    /// Parses RON (`Cem(samples: 300, ...)`) and validates. Texts above
+    /// [`zplan_io::MAX_CONFIG_BYTES`] or nested deeper than [`zplan_io::MAX_NESTING`] are
+    /// refused before parsing.
     pub fn from_ron_str(s: &str) -> Result<Self> {
-        let cfg: Self = ron::from_str(s).map_err(|e| crate::PlannerError::InvalidConfig {
-            field: "planner".into(),
-            message: e.to_string(),
-        })?;
+        let cfg: Self = crate::error::parse_ron(s, "planner")?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -125,11 +125,22 @@ impl JepaSidecar {
     pub fn read(path: &Path) -> Result<Self> {
         crate::error::check_model_file(path)?;
         let text = zplan_io::read_text(path, "a JEPA sidecar", zplan_io::MAX_CONFIG_BYTES)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates sidecar JSON already read from `path` (with
+    /// [`zplan_io::read_text`] or [`zplan_io::text_from_bytes`]): what [`JepaSidecar::read`]
+    /// does after reading. `path` names the file in errors.
+    ///
+    /// # Errors
+    /// [`ModelError::Sidecar`] for bad JSON, a wrong format tag or version, or invalid
+    /// sizes/normalisation.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let bad = |reason: String| ModelError::Sidecar {
             path: path.to_path_buf(),
             reason,
         };
-        let sidecar: JepaSidecar = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let sidecar: JepaSidecar = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         if sidecar.format != SIDECAR_FORMAT {
             return Err(bad(format!(
                 "format is `{}`, expected `{SIDECAR_FORMAT}`",
