@@ -127,7 +127,16 @@ fn configs() -> Vec<(&'static str, PlannerConfig)> {
 
 /// Recorded on the code before the `SamplingPlanner` refactoring (commit ad17784), CPU, one
 /// torch thread.
-const RECORDED: &[(&str, u64)] = &[];
+const RECORDED: &[(&str, u64)] = &[
+    ("cem", 0xda548ccfcfb909b0),
+    ("cem_best_low_init_std", 0x3ba05c13f525b124),
+    ("icem", 0x3ab30b585c242e71),
+    ("icem_mean", 0x4bf49c10770d3b33),
+    ("mppi", 0x87bd8f79de92563f),
+    ("mppi_best_fixed_std", 0x38660dbfa09f7fc6),
+    ("gradient", 0x6ca8c9ad9287131b),
+    ("gradient_init_cem", 0xe6a29a52cea6ab94),
+];
 
 #[test]
 fn seeded_plans_are_bit_identical_to_the_recorded_ones() {
