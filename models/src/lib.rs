@@ -80,7 +80,7 @@ pub use sim_model::SimModel;
 pub use spec::load_model;
 pub use spec::{check_fits, load_model_for, ModelSpec};
 pub use torchscript::TorchScriptModel;
-pub use world_model::WorldModel;
+pub use world_model::{Rollout, WorldModel};
 pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};
 
 #[cfg(test)]

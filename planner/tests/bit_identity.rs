@@ -68,12 +68,16 @@ fn hash(config: &PlannerConfig) -> u64 {
     let first = planner.plan(&model, &z0, &goal, None, &budget).unwrap();
     h.output(&first);
     let warm = first.plan.shifted(1);
-    let second = planner.plan(&model, &z0, &goal, Some(&warm), &budget).unwrap();
+    let second = planner
+        .plan(&model, &z0, &goal, Some(&warm), &budget)
+        .unwrap();
     h.output(&second);
     let third = planner.plan(&model, &z0, &goal, None, &budget).unwrap();
     h.output(&third);
     let warm = third.plan.shifted(2);
-    let fourth = planner.plan(&model, &z0, &goal, Some(&warm), &budget).unwrap();
+    let fourth = planner
+        .plan(&model, &z0, &goal, Some(&warm), &budget)
+        .unwrap();
     h.output(&fourth);
     planner.reseed(12);
     let fifth = planner
@@ -92,8 +96,10 @@ fn configs() -> Vec<(&'static str, PlannerConfig)> {
         ),
         (
             "cem_best_low_init_std",
-            ron("Cem(samples: 48, elites: 6, iterations: 3, horizon: 4, init_std: 0.5, \
-                 min_std: 0.1, include_mean: false, return_mode: Best)"),
+            ron(
+                "Cem(samples: 48, elites: 6, iterations: 3, horizon: 4, init_std: 0.5, \
+                 min_std: 0.1, include_mean: false, return_mode: Best)",
+            ),
         ),
         (
             "icem",
@@ -101,8 +107,10 @@ fn configs() -> Vec<(&'static str, PlannerConfig)> {
         ),
         (
             "icem_mean",
-            ron("ICem(samples: 40, elites: 5, iterations: 3, horizon: 5, beta: 1.0, \
-                 include_mean: false, return_mode: Mean)"),
+            ron(
+                "ICem(samples: 40, elites: 5, iterations: 3, horizon: 5, beta: 1.0, \
+                 include_mean: false, return_mode: Mean)",
+            ),
         ),
         (
             "mppi",
@@ -110,8 +118,10 @@ fn configs() -> Vec<(&'static str, PlannerConfig)> {
         ),
         (
             "mppi_best_fixed_std",
-            ron("Mppi(samples: 48, elites: 48, iterations: 3, horizon: 5, temperature: 0.5, \
-                 adapt_std: false, shift: 2, return_mode: Best)"),
+            ron(
+                "Mppi(samples: 48, elites: 48, iterations: 3, horizon: 5, temperature: 0.5, \
+                 adapt_std: false, shift: 2, return_mode: Best)",
+            ),
         ),
         (
             "gradient",
@@ -119,8 +129,10 @@ fn configs() -> Vec<(&'static str, PlannerConfig)> {
         ),
         (
             "gradient_init_cem",
-            ron("Gradient(steps: 4, horizon: 5, samples: 3, init_cem: Some((samples: 32, \
-                 elites: 4, iterations: 2, horizon: 5)))"),
+            ron(
+                "Gradient(steps: 4, horizon: 5, samples: 3, init_cem: Some((samples: 32, \
+                 elites: 4, iterations: 2, horizon: 5)))",
+            ),
         ),
     ]
 }
@@ -155,6 +167,71 @@ fn seeded_plans_are_bit_identical_to_the_recorded_ones() {
     }
     println!("{report}");
     assert!(mismatches.is_empty(), "{mismatches:#?}\n{report}");
+}
+
+/// The JEPA as an outside model would present it: every method forwarded except
+/// `rollout_owned`, whose default marks results shared, so planners copy them before reading.
+struct Outside(JepaModel);
+
+impl WorldModel for Outside {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn device(&self) -> Device {
+        self.0.device()
+    }
+    fn obs_spec(&self) -> &zplan_models::ObsSpec {
+        self.0.obs_spec()
+    }
+    fn action_dim(&self) -> i64 {
+        self.0.action_dim()
+    }
+    fn latent_shape(&self) -> &[i64] {
+        self.0.latent_shape()
+    }
+    fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
+        self.0.encode(obs)
+    }
+    fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
+        self.0.rollout(z0, actions)
+    }
+}
+
+/// Reading a shared rollout by copy gives the same plans, bit for bit, as reading the JEPA's
+/// exclusive rollout in place.
+#[test]
+fn copied_and_in_place_rollouts_plan_identically() {
+    tch::set_num_threads(1);
+    let jepa = || JepaModel::new(JepaConfig::new(OBS_DIM, ACTION_DIM), Device::Cpu).unwrap();
+    let (own, outside) = (jepa(), Outside(jepa()));
+    let (z0, goal) = (latent(&own, 0.0), latent(&own, 1.0));
+    let a = Tensor::zeros([3, 4, ACTION_DIM], (tch::Kind::Float, Device::Cpu));
+    let z = z0.expand([3, z0.size()[1]], false);
+    assert!(own.rollout_owned(&z, &a).unwrap().host_f32().is_some());
+    let shared = outside.rollout_owned(&z, &a).unwrap();
+    assert!(!shared.is_exclusive() && shared.host_f32().is_none());
+    for (name, config) in configs() {
+        if matches!(config, PlannerConfig::Gradient(_)) {
+            continue; // scores on the device through autograd, never on the host
+        }
+        let bounds = ActionBounds::symmetric(ACTION_DIM as usize, 1.0).unwrap();
+        let mut p = config
+            .build(bounds.clone(), EnergyConfig::default(), 3)
+            .unwrap();
+        let mut q = config.build(bounds, EnergyConfig::default(), 3).unwrap();
+        let budget = Budget::unlimited();
+        let x = p.plan(&own, &z0, &goal, None, &budget).unwrap();
+        let y = q.plan(&outside, &z0, &goal, None, &budget).unwrap();
+        let bits = |o: &PlanOutput| -> Vec<u32> {
+            o.plan
+                .actions()
+                .iter()
+                .chain(&o.energy_trace)
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&x), bits(&y), "{name}");
+    }
 }
 
 /// The model is a genuine native JEPA: its rollout is what the hashes cover.
