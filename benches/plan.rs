@@ -81,6 +81,18 @@ impl WorldModel for Timed {
             .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         out
     }
+    /// The JEPA's own result (read in place by the planners), timed the same way.
+    fn rollout_owned(
+        &self,
+        z0: &Tensor,
+        actions: &Tensor,
+    ) -> zplan_models::Result<zplan_models::Rollout> {
+        let t = Instant::now();
+        let out = self.inner.rollout_owned(z0, actions);
+        self.rollout_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
 }
 
 fn bounds() -> ActionBounds {

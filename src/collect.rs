@@ -179,7 +179,7 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
     let a_dim = spec.action_dim();
     let repeat = cfg.action_repeat.max(1) as usize;
     let n_blocks = (cfg.steps as usize).div_ceil(repeat);
-    let noise = ColoredNoise::new(n_blocks, cfg.beta);
+    let noise = ColoredNoise::new(n_blocks, cfg.beta)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C011_EC70);
     let mut white = Vec::new();
     let mut per_dim = vec![vec![0f32; n_blocks]; a_dim];

@@ -80,7 +80,7 @@ pub use spec::{check_fits, load_model_for, ModelSpec};
 #[cfg(feature = "sim")]
 pub use spec::{load_model, load_model_with_threads};
 pub use torchscript::TorchScriptModel;
-pub use world_model::WorldModel;
+pub use world_model::{Rollout, WorldModel};
 pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};
 
 #[cfg(test)]

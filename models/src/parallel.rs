@@ -155,6 +155,15 @@ impl ParallelRollout {
         &self.inner
     }
 
+    /// Whether a rollout of these inputs is split into groups (else the inner model runs it
+    /// whole).
+    fn splits(&self, z0: &Tensor, actions: &Tensor) -> bool {
+        let b = actions.size().first().copied().unwrap_or(0);
+        self.groups(b).len() >= 2
+            && self.inner.device() == Device::Cpu
+            && z0.size().first() == Some(&b)
+    }
+
     /// `(start, len)` of each group of a batch of `b` candidates.
     fn groups(&self, b: i64) -> Vec<(i64, i64)> {
         let n = (self.threads as i64).min(b / self.min_rows).max(1);
@@ -203,12 +212,22 @@ impl WorldModel for ParallelRollout {
         self.inner.rollout_grad(z0, actions)
     }
 
+    fn rollout_owned(&self, z0: &Tensor, actions: &Tensor) -> Result<crate::Rollout> {
+        if !self.splits(z0, actions) {
+            return self.inner.rollout_owned(z0, actions);
+        }
+        let pred = self.rollout(z0, actions)?;
+        // SAFETY: a split rollout returns the fresh result of `Tensor::f_cat` over the groups'
+        // results (a copy), to which neither this model nor the inner one keeps a handle.
+        Ok(unsafe { crate::Rollout::exclusive(pred) })
+    }
+
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
-        let b = actions.size().first().copied().unwrap_or(0);
-        let groups = self.groups(b);
-        if groups.len() < 2 || self.inner.device() != Device::Cpu || z0.size().first() != Some(&b) {
+        if !self.splits(z0, actions) {
             return self.inner.rollout(z0, actions);
         }
+        let b = actions.size().first().copied().unwrap_or(0);
+        let groups = self.groups(b);
         let mut replies = Vec::with_capacity(groups.len() - 1);
         for (worker, &(start, len)) in self.workers.iter().zip(&groups[1..]) {
             let (reply, rx) = channel();

@@ -343,6 +343,14 @@ impl WorldModel for SimModel {
         true
     }
 
+    fn rollout_owned(&self, z0: &Tensor, actions: &Tensor) -> Result<crate::Rollout> {
+        let pred = self.rollout(z0, actions)?;
+        // SAFETY: `rollout` returns a tensor built from its own host buffer
+        // (`Tensor::f_from_slice`, then a reshape and device move of that only handle); the
+        // model keeps no handle to it.
+        Ok(unsafe { crate::Rollout::exclusive(pred) })
+    }
+
     fn encode(&self, obs: &ObsBatch) -> Result<Tensor> {
         let name = &self.core.name;
         let site = Site {

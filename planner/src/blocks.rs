@@ -27,24 +27,25 @@ impl ActionBlocks {
         self.block
     }
 
-    fn expand(&self, actions: &Tensor) -> Tensor {
+    fn expand(&self, actions: &Tensor) -> zplan_models::Result<Tensor> {
         if self.block == 1 || actions.dim() != 3 {
-            return actions.shallow_clone();
+            return Ok(actions.shallow_clone());
         }
-        actions.repeat_interleave_self_int(self.block as i64, 1, None)
+        Ok(actions.f_repeat_interleave_self_int(self.block as i64, 1, None)?)
     }
 
-    fn block_ends(&self, pred: Tensor) -> Tensor {
+    fn block_ends(&self, pred: Tensor) -> zplan_models::Result<Tensor> {
         let mut shape = pred.size();
         if self.block == 1 || shape.len() < 2 || shape[1] % self.block as i64 != 0 {
             // A shape the contract does not allow; let the energy's shape check report it.
-            return pred;
+            return Ok(pred);
         }
         let steps = shape[1] / self.block as i64;
         shape[1] = self.block as i64;
         shape.insert(1, steps);
-        pred.reshape(shape.as_slice())
-            .select(2, self.block as i64 - 1)
+        Ok(pred
+            .f_reshape(shape.as_slice())?
+            .f_select(2, self.block as i64 - 1)?)
     }
 }
 
@@ -74,12 +75,24 @@ impl WorldModel for ActionBlocks {
         self.inner.encode(obs)
     }
     fn rollout(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
-        Ok(self.block_ends(self.inner.rollout(z0, &self.expand(actions))?))
+        self.block_ends(self.inner.rollout(z0, &self.expand(actions)?)?)
+    }
+    /// Blocks of one step leave the inner model's result as it is, exclusive or not; longer
+    /// blocks select a view of it, which is read by copy.
+    fn rollout_owned(
+        &self,
+        z0: &Tensor,
+        actions: &Tensor,
+    ) -> zplan_models::Result<zplan_models::Rollout> {
+        if self.block == 1 {
+            return self.inner.rollout_owned(z0, actions);
+        }
+        Ok(zplan_models::Rollout::shared(self.rollout(z0, actions)?))
     }
     fn supports_grad(&self) -> bool {
         self.inner.supports_grad()
     }
     fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> zplan_models::Result<Tensor> {
-        Ok(self.block_ends(self.inner.rollout_grad(z0, &self.expand(actions))?))
+        self.block_ends(self.inner.rollout_grad(z0, &self.expand(actions)?)?)
     }
 }

@@ -1,16 +1,10 @@
-//! The cross-entropy method.
+//! The cross-entropy method: sample around a diagonal Gaussian, refit it to the elites, repeat.
 
 use crate::bounds::ActionBounds;
-use crate::energy::{Energy, EnergyConfig};
 use crate::error::{Check, Result};
-use crate::plan::{Budget, Plan, PlanOutput};
-use crate::planner::Planner;
-use crate::sampling::{self, Problem, Sampler};
-use rand::SeedableRng;
+use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
-use zplan_models::WorldModel;
 
 /// Which sequence a CEM-family planner hands back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -32,7 +26,7 @@ pub struct CemConfig {
     pub samples: usize,
     /// Lowest-energy candidates refitted to.
     pub elites: usize,
-    /// Iterations per plan (a [`Budget`] may cap it further).
+    /// Iterations per plan (a [`crate::Budget`] may cap it further).
     pub iterations: u32,
     /// Planned actions.
     pub horizon: usize,
@@ -92,161 +86,117 @@ impl CemConfig {
     }
 }
 
-/// Cross-entropy method: sample around a diagonal Gaussian, refit it to the elites, repeat.
-pub struct Cem {
+impl Settings for CemConfig {
+    type Strategy = CemStrategy;
+    fn validate(&self) -> Result<()> {
+        CemConfig::validate(self)
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn samples(&self) -> usize {
+        self.samples
+    }
+    fn iterations(&self) -> u32 {
+        self.iterations
+    }
+}
+
+/// CEM's algorithm inside a [`sampling::SamplingPlanner`] (the public planner is
+/// [`crate::Cem`]).
+pub(crate) struct CemStrategy {
     config: CemConfig,
-    bounds: ActionBounds,
-    energy: Energy,
-    seed: u64,
-    rng: ChaCha8Rng,
-    mean: Vec<f32>,
-    std: Vec<f32>,
-}
-
-impl Cem {
-    /// A validated CEM planner; `seed` fixes its sampling stream.
-    pub fn new(
-        config: CemConfig,
-        bounds: ActionBounds,
-        energy: EnergyConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        config.validate()?;
-        bounds.validate()?;
-        let ha = config.horizon * bounds.dim();
-        Ok(Self {
-            std: vec![config.init_std; ha],
-            mean: vec![0.0; ha],
-            energy: Energy::new(energy)?,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            config,
-            bounds,
-            seed,
-        })
-    }
-
-    /// The config.
-    pub fn config(&self) -> &CemConfig {
-        &self.config
-    }
-
-    /// Sampling mean after the last plan, normalised to `[-1, 1]` per entry (`H·A`).
-    pub fn mean(&self) -> &[f32] {
-        &self.mean
-    }
-
-    /// Sampling standard deviation after the last plan, in half-range units (`H·A`); always
-    /// within `[min_std, max_std]`.
-    pub fn std(&self) -> &[f32] {
-        &self.std
-    }
-}
-
-struct CemSampler<'a> {
-    cfg: &'a CemConfig,
-    rng: &'a mut ChaCha8Rng,
-    mean: &'a mut Vec<f32>,
-    std: &'a mut Vec<f32>,
+    pub(crate) gauss: Gaussian,
     fit_mean: Vec<f32>,
     fit_std: Vec<f32>,
 }
 
-impl Sampler for CemSampler<'_> {
+impl Sampler for CemStrategy {
     fn population(&self, _i: u32) -> usize {
-        self.cfg.samples
+        self.config.samples
     }
 
-    fn sample(&mut self, _i: u32, out: &mut Vec<f32>) {
+    fn sample(&mut self, _i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
         sampling::sample_gaussian(
-            self.rng,
-            self.mean,
-            self.std,
-            self.cfg.samples,
-            self.cfg.include_mean,
+            rng,
+            &self.gauss.mean,
+            &self.gauss.std,
+            self.config.samples,
+            self.config.include_mean,
             out,
         );
     }
 
     fn refit(&mut self, _i: u32, u: &[f32], _e: &[f32], order: &[usize], finite: usize) {
-        let k = self.cfg.elites.min(finite).max(1);
-        let ha = self.mean.len();
+        let k = self.config.elites.min(finite).max(1);
+        let ha = self.gauss.mean.len();
         sampling::elite_stats(u, order, k, ha, &mut self.fit_mean, &mut self.fit_std);
-        let m = self.cfg.momentum;
-        for j in 0..ha {
-            self.mean[j] = (m * self.mean[j] + (1.0 - m) * self.fit_mean[j]).clamp(-1.0, 1.0);
-            self.std[j] = (m * self.std[j] + (1.0 - m) * self.fit_std[j])
-                .clamp(self.cfg.min_std, self.cfg.max_std);
-        }
-    }
-
-    fn mean(&self) -> &[f32] {
-        self.mean
+        self.gauss
+            .blend(&self.fit_mean, &self.fit_std, self.config.momentum);
     }
 }
 
-impl Planner for Cem {
-    fn name(&self) -> &str {
-        "cem"
+impl Strategy for CemStrategy {
+    type Config = CemConfig;
+    const NAME: &'static str = "cem";
+
+    fn new(config: CemConfig, bounds: &ActionBounds, _seed: u64) -> Result<Self> {
+        let ha = sampling::sequence_len(config.horizon, bounds)?;
+        Ok(Self {
+            gauss: Gaussian::new(ha, config.init_std, config.min_std, config.max_std)?,
+            fit_mean: sampling::zeros(ha, "cem.horizon")?,
+            fit_std: sampling::zeros(ha, "cem.horizon")?,
+            config,
+        })
+    }
+
+    fn config(&self) -> &CemConfig {
+        &self.config
     }
 
     fn horizon(&self) -> usize {
         self.config.horizon
     }
 
-    fn bounds(&self) -> &ActionBounds {
-        &self.bounds
+    fn iterations(&self) -> u32 {
+        self.config.iterations
     }
 
-    fn plan(
-        &mut self,
-        model: &dyn WorldModel,
-        z0: &Tensor,
-        z_goal: &Tensor,
-        warm_start: Option<&Plan>,
-        budget: &Budget,
-    ) -> Result<PlanOutput> {
-        let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(model, problem.device)?;
-        let ha = self.config.horizon * self.bounds.dim();
-        self.mean = match warm_start {
-            Some(w) => sampling::normalised_warm_start(&self.bounds, w, self.config.horizon)?,
-            None => vec![0.0; ha],
-        };
-        self.std = vec![
-            self.config
-                .init_std
-                .clamp(self.config.min_std, self.config.max_std);
-            ha
-        ];
-        let mut sampler = CemSampler {
-            cfg: &self.config,
-            rng: &mut self.rng,
-            mean: &mut self.mean,
-            std: &mut self.std,
-            fit_mean: vec![0.0; ha],
-            fit_std: vec![0.0; ha],
-        };
-        let driven = sampling::drive(
-            &mut sampler,
-            &problem,
-            &self.energy,
-            &self.bounds,
-            budget,
-            budget.max_iterations(self.config.iterations),
-            self.config.return_mode == ReturnMode::Mean,
-        )?;
-        Ok(driven.output)
+    fn return_mean(&self) -> bool {
+        self.config.return_mode == ReturnMode::Mean
     }
 
-    fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let ha = self.mean.len();
-        self.mean = vec![0.0; ha];
-        self.std = vec![self.config.init_std; ha];
+    fn begin(&mut self, warm: Option<Warm>) -> Result<()> {
+        self.gauss.begin(warm.map(|w| w.u));
+        Ok(())
     }
 
-    fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
-        self.reset();
+    fn population(&self, i: u32) -> usize {
+        Sampler::population(self, i)
+    }
+
+    fn iterate(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
+        sampling::sampling_round(self, None, i, ctx)
+    }
+
+    fn mean(&self) -> &[f32] {
+        &self.gauss.mean
+    }
+
+    fn reset(&mut self, _seed: u64) {
+        self.gauss.reset();
+    }
+}
+
+impl crate::Cem {
+    /// Sampling mean after the last plan, normalised to `[-1, 1]` per entry (`H·A`).
+    pub fn mean(&self) -> &[f32] {
+        &self.0.strategy.gauss.mean
+    }
+
+    /// Sampling standard deviation after the last plan, in half-range units (`H·A`); always
+    /// within `[min_std, max_std]`, also before the first plan.
+    pub fn std(&self) -> &[f32] {
+        &self.0.strategy.gauss.std
     }
 }

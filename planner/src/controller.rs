@@ -97,17 +97,34 @@ struct Published {
 }
 
 impl Published {
-    /// The action scheduled at `now` for a loop of period `dt`.
-    fn action_at(&self, now: Instant, dt: Duration) -> &[f32] {
-        let dt = dt.as_secs_f64().max(1e-9);
+    /// The action scheduled at `now` for a loop of period `dt` (`None` for an empty plan,
+    /// which planners never return).
+    fn action_at(&self, now: Instant, dt: Duration) -> Option<&[f32]> {
         let (t0, actions) = match &self.before {
             // Before the new plan is due (by more than half a period), the old one holds.
-            Some((t, a)) if now + Duration::from_secs_f64(dt / 2.0) < self.t0 => (*t, a),
+            Some((t, a)) if later(now, dt / 2) < self.t0 => (*t, a),
             _ => (self.t0, &self.actions),
         };
+        let dt = dt.as_secs_f64().max(1e-9);
         let k = (now.saturating_duration_since(t0).as_secs_f64() / dt).round() as usize;
-        &actions[k.min(actions.len() - 1)]
+        actions
+            .get(k.min(actions.len().saturating_sub(1)))
+            .map(Vec::as_slice)
     }
+}
+
+/// `at + d`, or `at` pushed as far as the clock allows when that overflows (a duration of
+/// centuries), instead of panicking.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(u32::MAX.into())))
+        .unwrap_or(at)
+}
+
+/// `d · n`, saturating.
+fn times(d: Duration, n: usize) -> Duration {
+    d.checked_mul(u32::try_from(n).unwrap_or(u32::MAX))
+        .unwrap_or(Duration::MAX)
 }
 
 /// A lock-free single-value slot: the planner swaps in a new plan, readers never wait.
@@ -118,8 +135,10 @@ impl Slot {
         let guard = epoch::pin();
         let old = self.0.swap(Owned::new(p), Ordering::AcqRel, &guard);
         if !old.is_null() {
-            // SAFETY: `old` was just unlinked; readers still holding it are pinned, and the
-            // destruction waits until they unpin.
+            // SAFETY: `old` came from `Owned::new` in an earlier `publish` and this swap has
+            // just unlinked it, so no later `read` can load it and no other `publish` can get
+            // it back (each swap returns a pointer once). Readers that loaded it before are
+            // pinned, and the epoch collector destroys it only after they unpin.
             unsafe { guard.defer_destroy(old) };
         }
     }
@@ -127,14 +146,20 @@ impl Slot {
     fn read<R>(&self, f: impl FnOnce(&Published) -> R) -> Option<R> {
         let guard = epoch::pin();
         let shared = self.0.load(Ordering::Acquire, &guard);
-        // SAFETY: the pointer is either null or a live `Published` protected by `guard`.
+        // SAFETY: the slot holds null or a pointer from `Owned::new`; a pointer is freed only
+        // after `publish` unlinks it (deferred until every guard pinned before then, this one
+        // included, is dropped) or in `drop` (which needs `&mut self`, impossible while this
+        // `&self` borrow lives). So it is live for as long as `guard`, which outlives `f`.
         unsafe { shared.as_ref() }.map(f)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` means no reader or writer is left.
+        // SAFETY: `&mut self` means no `read` or `publish` of this slot is running, so no
+        // guard protects the current pointer; it came from `Owned::new` and, never unlinked,
+        // was never handed to `defer_destroy`, so it is freed exactly once, here. The
+        // unprotected guard is sound because nothing else can access the slot concurrently.
         unsafe {
             let shared = self.0.load(Ordering::Relaxed, epoch::unprotected());
             if !shared.is_null() {
@@ -282,7 +307,9 @@ impl Controller {
         let generation = self.generation.load(Ordering::Acquire);
         self.slot
             .read(|p| {
-                (p.generation == generation).then(|| p.action_at(now, self.control_dt).to_vec())
+                (p.generation == generation)
+                    .then(|| p.action_at(now, self.control_dt).map(<[f32]>::to_vec))
+                    .flatten()
             })
             .flatten()
     }
@@ -371,7 +398,10 @@ impl Worker {
                 }
                 current = None;
             }
-            let t0 = obs.at + self.options.control_dt * self.options.lookahead as u32;
+            let t0 = later(
+                obs.at,
+                times(self.options.control_dt, self.options.lookahead),
+            );
             let executed = current
                 .as_ref()
                 .map(|p: &Published| {
@@ -384,19 +414,19 @@ impl Worker {
             }
             let budget = Budget {
                 iterations: self.options.iterations,
-                deadline: Some(obs.at + self.options.plan_deadline),
+                deadline: obs.at.checked_add(self.options.plan_deadline),
             };
             let compute_started = Instant::now();
             let planned = self.mpc.encode(&obs.obs).and_then(|z| {
                 // Delay compensation: start from where the committed actions will take us.
                 let committed: Vec<Vec<f32>> = match &current {
                     Some(p) => (0..self.options.lookahead)
-                        .map(|j| {
+                        .filter_map(|j| {
                             p.action_at(
-                                obs.at + self.options.control_dt * j as u32,
+                                later(obs.at, times(self.options.control_dt, j)),
                                 self.options.control_dt,
                             )
-                            .to_vec()
+                            .map(<[f32]>::to_vec)
                         })
                         .collect(),
                     None => Vec::new(),
@@ -409,7 +439,7 @@ impl Worker {
                     let before = current.as_ref().map(|p| {
                         let now = Instant::now();
                         match &p.before {
-                            Some((t, a)) if now + self.options.control_dt / 2 < p.t0 => {
+                            Some((t, a)) if later(now, self.options.control_dt / 2) < p.t0 => {
                                 (*t, a.clone())
                             }
                             _ => (p.t0, p.actions.clone()),

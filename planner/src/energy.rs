@@ -138,7 +138,7 @@ impl EnergyConfig {
                 ),
             );
         };
-        if range.end > d {
+        if range.start > range.end || range.end > d {
             return c.fail(
                 "proprio_weight",
                 format!(
@@ -152,7 +152,7 @@ impl EnergyConfig {
         } else {
             self.latent_weights.clone()
         };
-        for v in &mut w[range] {
+        for v in w.get_mut(range).unwrap_or_default() {
             *v *= pw;
         }
         Ok(Some(w))

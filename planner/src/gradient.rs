@@ -1,16 +1,16 @@
-//! Gradient descent (Adam) on the action sequence through a differentiable world model.
+//! Gradient descent (Adam) on the action sequence through a differentiable world model,
+//! optionally after a few CEM iterations that find its start point. Both phases run in the
+//! shared anytime loop ([`sampling::drive`]): the CEM iterations first, then one Adam step
+//! per iteration, under one deadline.
 
 use crate::bounds::ActionBounds;
-use crate::cem::{Cem, CemConfig, ReturnMode};
-use crate::energy::{Energy, EnergyConfig};
+use crate::cem::{CemConfig, CemStrategy};
 use crate::error::{Check, PlannerError, Result};
-use crate::plan::{Budget, Plan, PlanOutput};
-use crate::planner::Planner;
-use crate::sampling::{self, Problem};
+use crate::plan::Budget;
+use crate::sampling::{self, Ctx, Settings, Strategy, Warm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 use zplan_models::WorldModel;
 
@@ -81,238 +81,261 @@ impl GradientConfig {
     }
 }
 
-/// Adam on the actions, clamped to the bounds after every step; returns the best sequence
-/// evaluated. Needs [`WorldModel::supports_grad`].
-pub struct Gradient {
-    config: GradientConfig,
-    bounds: ActionBounds,
-    energy: Energy,
-    seed: u64,
-    rng: ChaCha8Rng,
-    cem: Option<Cem>,
+impl Settings for GradientConfig {
+    type Strategy = GradientStrategy;
+    fn validate(&self) -> Result<()> {
+        GradientConfig::validate(self)
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn samples(&self) -> usize {
+        self.samples
+            .max(self.init_cem.as_ref().map_or(0, |c| c.samples))
+    }
+    /// Adam steps, without the CEM initialisation's iterations.
+    fn iterations(&self) -> u32 {
+        self.steps
+    }
+    /// Activations kept for the backward pass.
+    fn memory_factor(&self) -> u64 {
+        3
+    }
 }
 
-impl Gradient {
-    /// A validated gradient planner.
-    pub fn new(
-        config: GradientConfig,
-        bounds: ActionBounds,
-        energy: EnergyConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        config.validate()?;
-        bounds.validate()?;
-        let cem = match &config.init_cem {
-            Some(c) => {
-                // The gradient starts from CEM's best candidate, whose energy CEM reports.
-                let c = CemConfig {
-                    return_mode: ReturnMode::Best,
-                    ..c.clone()
-                };
-                Some(Cem::new(
-                    c,
-                    bounds.clone(),
-                    energy.clone(),
-                    seed ^ 0x9e37_79b9_7f4a_7c15,
-                )?)
+/// The seed of the CEM initialisation's own stream, derived from the planner's seed (so the
+/// Adam start perturbations draw the same numbers with and without `init_cem`).
+fn cem_seed(seed: u64) -> u64 {
+    seed ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// Adam's state during the gradient phase of one plan, on the model's device.
+struct Adam {
+    /// The `S` sequences being optimised, normalised `[S, H, A]`.
+    u: Tensor,
+    m: Tensor,
+    v: Tensor,
+    /// `z0` expanded to `S` rows.
+    z: Tensor,
+    /// Denormalisation constants `[1, 1, A]`.
+    centre: Tensor,
+    half: Tensor,
+    /// Steps taken.
+    steps: u32,
+}
+
+/// The gradient planner's algorithm inside a [`sampling::SamplingPlanner`] (the public
+/// planner is [`crate::Gradient`]). Iterations `0..cem.iterations` are CEM's (with its own
+/// stream), the rest Adam steps from CEM's best candidate, or from the warm start.
+pub(crate) struct GradientStrategy {
+    config: GradientConfig,
+    bounds: ActionBounds,
+    cem: Option<(CemStrategy, ChaCha8Rng)>,
+    /// The start point without CEM: the warm start or the centre.
+    start: Vec<f32>,
+    adam: Option<Adam>,
+}
+
+impl GradientStrategy {
+    /// Iterations of the CEM phase.
+    fn cem_iterations(&self) -> u32 {
+        self.cem.as_ref().map_or(0, |(c, _)| c.config().iterations)
+    }
+
+    /// The start point and Adam's state, at the first gradient step.
+    fn start_adam(&self, ctx: &mut Ctx<'_, '_>) -> Result<Adam> {
+        use rand_distr::{Distribution, StandardNormal};
+        let init = match &self.cem {
+            // CEM's best candidate, as the actions it plans (denormalised and normalised
+            // again, as when CEM ran as a separate planner).
+            Some(_) => {
+                let mut actions = Vec::new();
+                sampling::to_actions(&self.bounds, &ctx.best.u, &mut actions);
+                sampling::normalise(&self.bounds, &actions)
             }
-            None => None,
+            None => self.start.clone(),
         };
-        Ok(Self {
-            energy: Energy::new(energy)?,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            config,
-            bounds,
-            seed,
-            cem,
+        let s = self.config.samples;
+        let mut u0 = Vec::with_capacity(s.saturating_mul(init.len()));
+        u0.extend_from_slice(&init);
+        for _ in 1..s {
+            for &m in &init {
+                let n: f32 = StandardNormal.sample(&mut *ctx.rng);
+                u0.push((m + self.config.init_std * n).clamp(-1.0, 1.0));
+            }
+        }
+        let problem = ctx.problem;
+        let (h, a) = (problem.horizon as i64, problem.action_dim as i64);
+        let opts = (Kind::Float, problem.device);
+        let constant = |v: Vec<f32>| -> Result<Tensor> {
+            Ok(Tensor::f_from_slice(&v)?
+                .f_to_device(problem.device)?
+                .f_view([1, 1, a])?)
+        };
+        let half = (0..self.bounds.dim())
+            .map(|i| self.bounds.half_range_at(i))
+            .collect();
+        Ok(Adam {
+            u: problem.upload(&u0, s)?,
+            m: Tensor::f_zeros([s as i64, h, a], opts)?,
+            v: Tensor::f_zeros([s as i64, h, a], opts)?,
+            z: problem.z0_batch(s)?,
+            centre: constant(self.bounds.centre_action())?,
+            half: constant(half)?,
+            steps: 0,
         })
     }
 
-    /// The config.
-    pub fn config(&self) -> &GradientConfig {
-        &self.config
+    /// One Adam step on all sequences; offers the best evaluated one.
+    fn adam_step(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
+        if self.adam.is_none() {
+            self.adam = Some(self.start_adam(ctx)?);
+        }
+        let Some(adam) = self.adam.as_mut() else {
+            return Err(PlannerError::Shape("gradient: no optimiser state".into()));
+        };
+        let s = self.config.samples;
+        let problem = ctx.problem;
+        let energy = ctx.energy;
+        let leaf = adam.u.f_detach()?.f_set_requires_grad(true)?;
+        let (energies, grad) = tch::with_grad(|| -> Result<(Vec<f32>, Tensor)> {
+            let act = leaf.f_mul(&adam.half)?.f_add(&adam.centre)?;
+            let pred = problem.model.rollout_grad(&adam.z, &act)?;
+            let e = energy.compute(&pred, &problem.goal, &act)?;
+            let host = sampling::download(&e.f_detach()?)?;
+            if host.iter().any(|x| x.is_finite()) {
+                let mask = e.f_isfinite()?.f_detach()?;
+                e.f_where_scalarother(&mask, 0.0)?
+                    .f_sum(Kind::Float)?
+                    .f_backward()?;
+            }
+            Ok((host, leaf.grad()))
+        })?;
+        let (order, finite) = sampling::rank(&energies);
+        let top = match order.first() {
+            Some(&top) if finite > 0 => top,
+            _ => {
+                return Err(PlannerError::AllNonFinite {
+                    candidates: s,
+                    iteration: i,
+                })
+            }
+        };
+        let e = energies.get(top).copied().unwrap_or(f32::INFINITY);
+        if e < ctx.best.energy {
+            ctx.best.energy = e;
+            ctx.best.u = sampling::download(&adam.u.f_select(0, top as i64)?)?;
+        }
+        let _guard = tch::no_grad_guard();
+        let (b1, b2) = (f64::from(self.config.beta1), f64::from(self.config.beta2));
+        let lr = f64::from(self.config.lr);
+        let g = grad.f_nan_to_num(0.0, 0.0, 0.0)?;
+        adam.steps = adam.steps.saturating_add(1);
+        let t = adam.steps.min(i32::MAX as u32) as i32;
+        adam.m = adam.m.f_mul_scalar(b1)?.f_add(&g.f_mul_scalar(1.0 - b1)?)?;
+        adam.v = adam
+            .v
+            .f_mul_scalar(b2)?
+            .f_add(&g.f_square()?.f_mul_scalar(1.0 - b2)?)?;
+        let m_hat = adam.m.f_div_scalar(1.0 - b1.powi(t))?;
+        let v_hat = adam.v.f_div_scalar(1.0 - b2.powi(t))?;
+        let update = m_hat.f_div(&v_hat.f_sqrt()?.f_add_scalar(1e-8)?)?;
+        adam.u = adam
+            .u
+            .f_sub(&update.f_mul_scalar(lr)?)?
+            .f_clamp(-1.0, 1.0)?;
+        Ok(())
     }
 }
 
-impl Planner for Gradient {
-    fn name(&self) -> &str {
-        "gradient"
+impl Strategy for GradientStrategy {
+    type Config = GradientConfig;
+    const NAME: &'static str = "gradient";
+
+    fn new(config: GradientConfig, bounds: &ActionBounds, seed: u64) -> Result<Self> {
+        let ha = sampling::sequence_len(config.horizon, bounds)?;
+        let cem = match &config.init_cem {
+            // The gradient starts from CEM's best candidate (whatever its `return_mode`).
+            Some(c) => Some((
+                CemStrategy::new(c.clone(), bounds, seed)?,
+                ChaCha8Rng::seed_from_u64(cem_seed(seed)),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            start: sampling::zeros(ha, "gradient.horizon")?,
+            bounds: bounds.clone(),
+            cem,
+            adam: None,
+            config,
+        })
+    }
+
+    fn config(&self) -> &GradientConfig {
+        &self.config
     }
 
     fn horizon(&self) -> usize {
         self.config.horizon
     }
 
-    fn bounds(&self) -> &ActionBounds {
-        &self.bounds
+    fn iterations(&self) -> u32 {
+        self.cem_iterations().saturating_add(self.config.steps)
     }
 
-    fn plan(
-        &mut self,
-        model: &dyn WorldModel,
-        z0: &Tensor,
-        z_goal: &Tensor,
-        warm_start: Option<&Plan>,
-        budget: &Budget,
-    ) -> Result<PlanOutput> {
-        use rand_distr::{Distribution, StandardNormal};
+    /// CEM's iterations in full (a deadline may cut them), then the budget's cap on steps.
+    fn max_iterations(&self, budget: &Budget) -> u32 {
+        self.cem_iterations()
+            .saturating_add(budget.max_iterations(self.config.steps))
+    }
+
+    fn check_model(&self, model: &dyn WorldModel) -> Result<()> {
         if !model.supports_grad() {
             return Err(zplan_models::ModelError::GradUnsupported(model.name().to_string()).into());
         }
-        let h = self.config.horizon;
-        let a = self.bounds.dim();
-        let ha = h * a;
-        let problem = Problem::new(model, z0, z_goal, h, &self.bounds)?;
-        self.energy.prepare(model, problem.device)?;
-        let mut trace = Vec::new();
-        let mut rollouts = 0u64;
-        let mut best_e = f32::INFINITY;
-        let init: Vec<f32> = match &mut self.cem {
-            Some(cem) => {
-                let out = cem.plan(
-                    model,
-                    z0,
-                    z_goal,
-                    warm_start,
-                    &Budget {
-                        iterations: None,
-                        deadline: budget.deadline,
-                    },
-                )?;
-                trace = out.energy_trace;
-                rollouts = out.rollouts;
-                best_e = out.best_energy;
-                sampling::normalised_warm_start(&self.bounds, &out.plan, h)?
-            }
-            None => match warm_start {
-                Some(w) => sampling::normalised_warm_start(&self.bounds, w, h)?,
-                None => vec![0.0; ha],
-            },
-        };
-        let s = self.config.samples;
-        let mut u0 = Vec::with_capacity(s * ha);
-        u0.extend_from_slice(&init);
-        for _ in 1..s {
-            for &m in &init {
-                let n: f32 = StandardNormal.sample(&mut self.rng);
-                u0.push((m + self.config.init_std * n).clamp(-1.0, 1.0));
-            }
-        }
-        let opts = (Kind::Float, problem.device);
-        let centre = Tensor::f_from_slice(&self.bounds.centre_action())?
-            .f_to_device(problem.device)?
-            .f_view([1, 1, a as i64])?;
-        let half: Vec<f32> = (0..a).map(|i| self.bounds.half_range(i)).collect();
-        let half = Tensor::f_from_slice(&half)?
-            .f_to_device(problem.device)?
-            .f_view([1, 1, a as i64])?;
-        let mut u = problem.upload(&u0, s)?;
-        let mut m = Tensor::f_zeros([s as i64, h as i64, a as i64], opts)?;
-        let mut v = Tensor::f_zeros([s as i64, h as i64, a as i64], opts)?;
-        let mut best_u = u.f_select(0, 0)?;
-        let z = problem.z0_batch(s)?;
-        let steps = budget.max_iterations(self.config.steps);
-        let (b1, b2) = (f64::from(self.config.beta1), f64::from(self.config.beta2));
-        let lr = f64::from(self.config.lr);
-        let mut hit_deadline = false;
-        let mut last: Option<Duration> = None;
-        let mut done = 0u32;
-        for step in 0..steps {
-            if budget.deadline.is_some() {
-                let overrun = match last {
-                    Some(d) => budget.would_overrun(d),
-                    None => budget.expired(),
-                };
-                if overrun {
-                    hit_deadline = true;
-                    break;
-                }
-            }
-            let started = Instant::now();
-            let leaf = u.f_detach()?.f_set_requires_grad(true)?;
-            let (energies, grad) = tch::with_grad(|| -> Result<(Vec<f32>, Tensor)> {
-                let act = leaf.f_mul(&half)?.f_add(&centre)?;
-                let pred = model.rollout_grad(&z, &act)?;
-                let e = self.energy.compute(&pred, &problem.goal, &act)?;
-                let host = sampling::download(&e.f_detach()?)?;
-                if host.iter().any(|x| x.is_finite()) {
-                    let mask = e.f_isfinite()?.f_detach()?;
-                    e.f_where_scalarother(&mask, 0.0)?
-                        .f_sum(Kind::Float)?
-                        .f_backward()?;
-                }
-                Ok((host, leaf.grad()))
-            })?;
-            rollouts += s as u64;
-            let (order, finite) = sampling::rank(&energies);
-            if finite == 0 {
-                return Err(PlannerError::AllNonFinite {
-                    candidates: s,
-                    iteration: step,
-                });
-            }
-            if energies[order[0]] < best_e {
-                best_e = energies[order[0]];
-                best_u = u.f_select(0, order[0] as i64)?;
-            }
-            trace.push(best_e);
-            let _guard = tch::no_grad_guard();
-            let g = grad.f_nan_to_num(0.0, 0.0, 0.0)?;
-            let t = (step + 1) as i32;
-            m = m.f_mul_scalar(b1)?.f_add(&g.f_mul_scalar(1.0 - b1)?)?;
-            v = v
-                .f_mul_scalar(b2)?
-                .f_add(&g.f_square()?.f_mul_scalar(1.0 - b2)?)?;
-            let m_hat = m.f_div_scalar(1.0 - b1.powi(t))?;
-            let v_hat = v.f_div_scalar(1.0 - b2.powi(t))?;
-            let update = m_hat.f_div(&v_hat.f_sqrt()?.f_add_scalar(1e-8)?)?;
-            u = u.f_sub(&update.f_mul_scalar(lr)?)?.f_clamp(-1.0, 1.0)?;
-            done += 1;
-            last = Some(started.elapsed());
-        }
-        let mut best_host = sampling::download(&best_u.f_reshape([-1])?)?;
-        if trace.is_empty() {
-            // Nothing fitted the budget: score the starting point once.
-            best_host.copy_from_slice(&init);
-            let mut actions = Vec::new();
-            sampling::to_actions(&self.bounds, &best_host, &mut actions);
-            let e = problem.evaluate(&self.energy, &actions, 1)?;
-            rollouts += 1;
-            if !e[0].is_finite() {
-                return Err(PlannerError::AllNonFinite {
-                    candidates: 1,
-                    iteration: 0,
-                });
-            }
-            best_e = e[0];
-        } else if done == 0 {
-            // Only CEM ran: its best candidate is the start point.
-            best_host.copy_from_slice(&init);
-        }
-        let mut actions = Vec::with_capacity(ha);
-        sampling::to_actions(&self.bounds, &best_host, &mut actions);
-        Ok(PlanOutput {
-            plan: Plan::new(actions, h, a)?,
-            best_energy: best_e,
-            iterations: trace.len() as u32,
-            energy_trace: trace,
-            rollouts,
-            hit_deadline,
-        })
+        Ok(())
     }
 
-    fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
-        if let Some(c) = &mut self.cem {
-            c.reset();
+    fn begin(&mut self, warm: Option<Warm>) -> Result<()> {
+        self.adam = None;
+        match &mut self.cem {
+            Some((cem, _)) => cem.begin(warm),
+            None => {
+                let ha = self.start.len();
+                self.start = warm.map_or_else(|| vec![0.0; ha], |w| w.u);
+                Ok(())
+            }
         }
     }
 
-    fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
-        if let Some(c) = &mut self.cem {
-            c.reseed(seed ^ 0x9e37_79b9_7f4a_7c15);
+    fn population(&self, i: u32) -> usize {
+        match &self.cem {
+            Some((cem, _)) if i < self.cem_iterations() => Strategy::population(cem, i),
+            _ => self.config.samples,
         }
-        self.reset();
+    }
+
+    fn iterate(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
+        if i < self.cem_iterations() {
+            if let Some((cem, rng)) = &mut self.cem {
+                return sampling::sampling_round(cem, Some(rng), i, ctx);
+            }
+        }
+        self.adam_step(i, ctx)
+    }
+
+    fn mean(&self) -> &[f32] {
+        match &self.cem {
+            Some((cem, _)) => Strategy::mean(cem),
+            None => &self.start,
+        }
+    }
+
+    fn reset(&mut self, seed: u64) {
+        self.adam = None;
+        if let Some((cem, rng)) = &mut self.cem {
+            cem.reset(seed);
+            *rng = ChaCha8Rng::seed_from_u64(cem_seed(seed));
+        }
     }
 }

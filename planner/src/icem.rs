@@ -2,17 +2,11 @@
 
 use crate::bounds::ActionBounds;
 use crate::cem::ReturnMode;
-use crate::energy::{Energy, EnergyConfig};
 use crate::error::{Check, Result};
 use crate::noise::ColoredNoise;
-use crate::plan::{Budget, Plan, PlanOutput};
-use crate::planner::Planner;
-use crate::sampling::{self, Problem, Sampler};
-use rand::SeedableRng;
+use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
-use zplan_models::WorldModel;
 
 /// iCEM settings (defaults from the paper and the design table: 300 samples, 10 elites,
 /// 3 iterations, horizon 30, β = 2, 30 % of elites kept, population decay 1.25, execute the
@@ -97,8 +91,12 @@ impl ICemConfig {
 
     /// Candidates in iteration `i`: `max(samples · decay^-i, min(2 · elites, samples))`.
     pub fn population(&self, i: u32) -> usize {
-        let decayed = (self.samples as f64 * f64::from(self.decay).powi(-(i as i32))) as usize;
-        decayed.max((2 * self.elites).min(self.samples)).max(1)
+        // `i` beyond `i32::MAX` decays no further (and cannot overflow the negation).
+        let i = i.min(i32::MAX as u32) as i32;
+        let decayed = (self.samples as f64 * f64::from(self.decay).powi(-i)) as usize;
+        decayed
+            .max(self.elites.saturating_mul(2).min(self.samples))
+            .max(1)
     }
 
     fn kept(&self) -> usize {
@@ -106,217 +104,180 @@ impl ICemConfig {
     }
 }
 
-/// iCEM: CEM with temporally correlated noise and elites that survive iterations and replans.
-pub struct ICem {
+impl Settings for ICemConfig {
+    type Strategy = ICemStrategy;
+    fn validate(&self) -> Result<()> {
+        ICemConfig::validate(self)
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn samples(&self) -> usize {
+        self.samples
+    }
+    fn iterations(&self) -> u32 {
+        self.iterations
+    }
+    /// The `H × H` colored-noise matrix.
+    fn fixed_memory(&self) -> u64 {
+        zplan_io::bytes_of(&[self.horizon as u64, self.horizon as u64, 4])
+    }
+}
+
+/// iCEM's algorithm inside a [`sampling::SamplingPlanner`] (the public planner is
+/// [`crate::ICem`]).
+pub(crate) struct ICemStrategy {
     config: ICemConfig,
-    bounds: ActionBounds,
-    energy: Energy,
-    seed: u64,
-    rng: ChaCha8Rng,
-    noise: ColoredNoise,
-    mean: Vec<f32>,
-    std: Vec<f32>,
-    /// Elites of the last iteration, best first (normalised, `k·H·A`).
-    elites: Vec<f32>,
-}
-
-impl ICem {
-    /// A validated iCEM planner.
-    pub fn new(
-        config: ICemConfig,
-        bounds: ActionBounds,
-        energy: EnergyConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        config.validate()?;
-        bounds.validate()?;
-        let ha = config.horizon * bounds.dim();
-        Ok(Self {
-            noise: ColoredNoise::new(config.horizon, config.beta),
-            mean: vec![0.0; ha],
-            std: vec![config.init_std; ha],
-            elites: Vec::new(),
-            energy: Energy::new(energy)?,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            config,
-            bounds,
-            seed,
-        })
-    }
-
-    /// The config.
-    pub fn config(&self) -> &ICemConfig {
-        &self.config
-    }
-
-    /// Sampling standard deviation after the last plan (half-range units, `H·A`).
-    pub fn std(&self) -> &[f32] {
-        &self.std
-    }
-
-    /// Number of elites currently kept for the next plan.
-    pub fn kept_elites(&self) -> usize {
-        let ha = self.mean.len();
-        (self.elites.len() / ha.max(1)).min(self.config.kept())
-    }
-}
-
-struct ICemSampler<'a> {
-    cfg: &'a ICemConfig,
-    rng: &'a mut ChaCha8Rng,
-    noise: &'a ColoredNoise,
     action_dim: usize,
-    mean: &'a mut Vec<f32>,
-    std: &'a mut Vec<f32>,
-    elites: &'a mut Vec<f32>,
+    noise: ColoredNoise,
+    pub(crate) gauss: Gaussian,
+    /// Elites of the last iteration, best first (normalised, `k·H·A`).
+    pub(crate) elites: Vec<f32>,
     white: Vec<f32>,
     seq: Vec<f32>,
     fit_mean: Vec<f32>,
     fit_std: Vec<f32>,
 }
 
-impl Sampler for ICemSampler<'_> {
+impl Sampler for ICemStrategy {
     fn population(&self, i: u32) -> usize {
-        self.cfg.population(i)
+        self.config.population(i)
     }
 
-    fn sample(&mut self, i: u32, out: &mut Vec<f32>) {
-        let pop = self.cfg.population(i);
-        let ha = self.mean.len();
-        let (h, a) = (self.cfg.horizon, self.action_dim);
+    fn sample(&mut self, i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
+        let pop = self.config.population(i);
+        let mean = &self.gauss.mean;
+        let ha = mean.len();
+        let (h, a) = (self.config.horizon, self.action_dim);
         out.clear();
         out.reserve(pop * ha);
-        if self.cfg.include_mean {
-            out.extend_from_slice(self.mean);
+        if self.config.include_mean {
+            out.extend_from_slice(mean);
         }
         let kept = self
-            .cfg
+            .config
             .kept()
-            .min(self.elites.len() / ha)
-            .min(pop - out.len() / ha);
-        out.extend_from_slice(&self.elites[..kept * ha]);
-        let fresh = pop - out.len() / ha;
+            .min(self.elites.len() / ha.max(1))
+            .min(pop.saturating_sub(out.len() / ha.max(1)));
+        out.extend_from_slice(self.elites.get(..kept * ha).unwrap_or_default());
+        let fresh = pop.saturating_sub(out.len() / ha.max(1));
         // One colored sequence per (candidate, action entry), in the order the candidates
         // consume them: `seq[(k·A + d)·H + t]`.
         self.noise
-            .sample_many(self.rng, fresh * a, &mut self.white, &mut self.seq);
+            .sample_many(rng, fresh * a, &mut self.white, &mut self.seq);
         for k in 0..fresh {
             let base = out.len();
-            out.extend_from_slice(self.mean);
+            out.extend_from_slice(mean);
             for d in 0..a {
                 let seq = &self.seq[(k * a + d) * h..(k * a + d + 1) * h];
                 for (t, x) in seq.iter().enumerate() {
                     let j = base + t * a + d;
-                    out[j] = sampling::clip(out[j] + self.std[t * a + d] * x, -1.0, 1.0);
+                    out[j] = sampling::clip(out[j] + self.gauss.std[t * a + d] * x, -1.0, 1.0);
                 }
             }
         }
     }
 
     fn refit(&mut self, _i: u32, u: &[f32], _e: &[f32], order: &[usize], finite: usize) {
-        let k = self.cfg.elites.min(finite).max(1);
-        let ha = self.mean.len();
+        let k = self.config.elites.min(finite).max(1);
+        let ha = self.gauss.mean.len();
         sampling::elite_stats(u, order, k, ha, &mut self.fit_mean, &mut self.fit_std);
-        let m = self.cfg.momentum;
-        for j in 0..ha {
-            self.mean[j] = (m * self.mean[j] + (1.0 - m) * self.fit_mean[j]).clamp(-1.0, 1.0);
-            self.std[j] = (m * self.std[j] + (1.0 - m) * self.fit_std[j])
-                .clamp(self.cfg.min_std, self.cfg.max_std);
-        }
+        self.gauss
+            .blend(&self.fit_mean, &self.fit_std, self.config.momentum);
         self.elites.clear();
-        for &i in &order[..k] {
-            self.elites.extend_from_slice(&u[i * ha..(i + 1) * ha]);
+        for &i in order.iter().take(k) {
+            self.elites
+                .extend_from_slice(u.get(i * ha..(i + 1) * ha).unwrap_or_default());
         }
-    }
-
-    fn mean(&self) -> &[f32] {
-        self.mean
     }
 }
 
-impl Planner for ICem {
-    fn name(&self) -> &str {
-        "icem"
+impl Strategy for ICemStrategy {
+    type Config = ICemConfig;
+    const NAME: &'static str = "icem";
+
+    fn new(config: ICemConfig, bounds: &ActionBounds, _seed: u64) -> Result<Self> {
+        let ha = sampling::sequence_len(config.horizon, bounds)?;
+        Ok(Self {
+            noise: ColoredNoise::new(config.horizon, config.beta)?,
+            action_dim: bounds.dim(),
+            gauss: Gaussian::new(ha, config.init_std, config.min_std, config.max_std)?,
+            elites: Vec::new(),
+            white: Vec::new(),
+            seq: Vec::new(),
+            fit_mean: sampling::zeros(ha, "icem.horizon")?,
+            fit_std: sampling::zeros(ha, "icem.horizon")?,
+            config,
+        })
+    }
+
+    fn config(&self) -> &ICemConfig {
+        &self.config
     }
 
     fn horizon(&self) -> usize {
         self.config.horizon
     }
 
-    fn bounds(&self) -> &ActionBounds {
-        &self.bounds
+    fn iterations(&self) -> u32 {
+        self.config.iterations
+    }
+
+    fn return_mean(&self) -> bool {
+        self.config.return_mode == ReturnMode::Mean
     }
 
     /// With a warm start, the elites kept from the previous plan are shifted by
     /// `warm_start.shift` steps and join the first iteration; without one they are dropped
     /// (nothing says how far the world has moved).
-    fn plan(
-        &mut self,
-        model: &dyn WorldModel,
-        z0: &Tensor,
-        z_goal: &Tensor,
-        warm_start: Option<&Plan>,
-        budget: &Budget,
-    ) -> Result<PlanOutput> {
-        let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(model, problem.device)?;
-        let a = self.bounds.dim();
-        let ha = self.config.horizon * a;
-        match warm_start {
+    fn begin(&mut self, warm: Option<Warm>) -> Result<()> {
+        let ha = self.gauss.mean.len();
+        match warm {
             Some(w) => {
-                self.mean = sampling::normalised_warm_start(&self.bounds, w, self.config.horizon)?;
-                let kept = self.config.kept().min(self.elites.len() / ha);
+                let kept = self.config.kept().min(self.elites.len() / ha.max(1));
                 self.elites.truncate(kept * ha);
-                for e in self.elites.chunks_mut(ha) {
-                    sampling::shift_u(e, w.shift, a);
+                for e in self.elites.chunks_mut(ha.max(1)) {
+                    sampling::shift_u(e, w.shift, self.action_dim);
                 }
+                self.gauss.begin(Some(w.u));
             }
             None => {
-                self.mean = vec![0.0; ha];
+                self.gauss.begin(None);
                 self.elites.clear();
             }
         }
-        self.std = vec![
-            self.config
-                .init_std
-                .clamp(self.config.min_std, self.config.max_std);
-            ha
-        ];
-        let mut sampler = ICemSampler {
-            cfg: &self.config,
-            rng: &mut self.rng,
-            noise: &self.noise,
-            action_dim: a,
-            mean: &mut self.mean,
-            std: &mut self.std,
-            elites: &mut self.elites,
-            white: Vec::with_capacity(self.config.horizon),
-            seq: Vec::with_capacity(self.config.horizon),
-            fit_mean: vec![0.0; ha],
-            fit_std: vec![0.0; ha],
-        };
-        let driven = sampling::drive(
-            &mut sampler,
-            &problem,
-            &self.energy,
-            &self.bounds,
-            budget,
-            budget.max_iterations(self.config.iterations),
-            self.config.return_mode == ReturnMode::Mean,
-        )?;
-        Ok(driven.output)
+        Ok(())
     }
 
-    fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let ha = self.mean.len();
-        self.mean = vec![0.0; ha];
-        self.std = vec![self.config.init_std; ha];
+    fn population(&self, i: u32) -> usize {
+        self.config.population(i)
+    }
+
+    fn iterate(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
+        sampling::sampling_round(self, None, i, ctx)
+    }
+
+    fn mean(&self) -> &[f32] {
+        &self.gauss.mean
+    }
+
+    fn reset(&mut self, _seed: u64) {
+        self.gauss.reset();
         self.elites.clear();
     }
+}
 
-    fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
-        self.reset();
+impl crate::ICem {
+    /// Sampling standard deviation after the last plan (half-range units, `H·A`); always
+    /// within `[min_std, max_std]`.
+    pub fn std(&self) -> &[f32] {
+        &self.0.strategy.gauss.std
+    }
+
+    /// Number of elites currently kept for the next plan.
+    pub fn kept_elites(&self) -> usize {
+        let s = &self.0.strategy;
+        let ha = s.gauss.mean.len();
+        (s.elites.len() / ha.max(1)).min(s.config.kept())
     }
 }

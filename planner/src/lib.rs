@@ -5,9 +5,11 @@
 //!   goal latent (L1, L2, squared L2, cosine; last step, sum or discounted; action and
 //!   smoothness penalties), batched on the model's device.
 //! - [`Planner`]: [`Cem`], [`ICem`], [`Mppi`], [`Gradient`], built from a [`PlannerConfig`]
-//!   (a tagged enum read from RON: `Cem(samples: 300, elites: 30, horizon: 8)`). Each
-//!   iteration evaluates every candidate in **one** batched `WorldModel::rollout` and reads
-//!   back only the `[S]` energies. Planning is anytime under a [`Budget`] (iterations and/or a
+//!   (a tagged enum read from RON: `Cem(samples: 300, elites: 30, horizon: 8)`). All four are
+//!   one sampling planner (`sampling.rs`) that owns the seed, random stream, energy, bounds
+//!   and the preamble of every plan, with the algorithm as a strategy. Each iteration
+//!   evaluates every candidate in **one** batched `WorldModel::rollout` and reads back only
+//!   the `[S]` energies. Planning is anytime under a [`Budget`] (iterations and/or a
 //!   deadline) and reproducible from a seed.
 //! - [`Mpc`]: receding horizon with warm starts from the shifted previous plan, action blocks
 //!   and per-plan latency.
@@ -28,6 +30,39 @@
 //! needed; for push, `latent_weights` that put the block pose first (or, with a JEPA that
 //! keeps a proprio latent, `proprio_weight`: the pusher weighs little). Defaults otherwise
 //! follow published practice (CEM 300/30/10, iCEM 3 iterations β = 2, MPPI after TD-MPC2).
+//!
+//! # Adding a planner
+//!
+//! Write a module with a config struct (`#[serde(deny_unknown_fields, default)]`, a working
+//! `Default`, a `validate()` whose range checks NaN fails) implementing the crate's
+//! `Settings` trait, and a strategy implementing `Strategy` (`sampling.rs`): how a plan
+//! begins from a normalised warm start, what one iteration evaluates and refits, and the
+//! current mean. Population-based strategies implement `Sampler` and make each iteration one
+//! `sampling_round`. Then add one line to the `planners!` list in `planner.rs` (and a `pub
+//! use` of the config in `lib.rs`): the public planner type, [`PlannerConfig`]'s variant,
+//! its RON/JSON forms, validation, memory estimate and `build` follow. The shared
+//! `SamplingPlanner` supplies the rest: input checks, the energy, the warm start, seeding
+//! and reseeding, the anytime loop with deadlines, and the cheap fallback plan. Test it
+//! beside the others in `tests/planners.rs` (every planner runs the same cases) and record
+//! its seeded hash in `tests/bit_identity.rs`.
+//!
+//! # Errors, not panics
+//!
+//! No input reaches a panic: constructors validate and return [`Result`], and library code
+//! outside `#[cfg(test)]` calls no panicking macro, `unwrap` or `expect`, except on a line
+//! that ends with a `// invariant: <why it holds>` comment. Indexing is by values the crate
+//! constructed itself (validated bounds, plans, buffers it sized). Allocations sized by a
+//! config (horizon × action entries, iCEM's noise matrix) are reserved fallibly, so an
+//! absurd size is an error instead of an aborted process.
+//!
+//! # Soundness
+//!
+//! The crate has no `unsafe` whose soundness depends on code outside it. Rollouts are read on
+//! the host in place only when the model promised, through the `unsafe` constructor
+//! [`zplan_models::Rollout::exclusive`], that nothing else holds their storage (zplan's own
+//! JEPA, simulator and parallel models do); any other result, such as a TorchScript module's,
+//! is copied into a reused buffer first. The controller's lock-free slot
+//! ([`Controller`]) is the one `unsafe` code here, with its invariants at each block.
 //!
 //! # Threads and determinism
 //!
@@ -122,15 +157,15 @@ pub mod stats;
 
 pub use blocks::ActionBlocks;
 pub use bounds::ActionBounds;
-pub use cem::{Cem, CemConfig, ReturnMode};
+pub use cem::{CemConfig, ReturnMode};
 pub use controller::{Controller, ControllerOptions, ControllerReport, ControllerStats};
 pub use energy::{Energy, EnergyConfig, Metric, Reduction};
 pub use error::{PlannerError, Result};
-pub use gradient::{Gradient, GradientConfig};
-pub use icem::{ICem, ICemConfig};
+pub use gradient::GradientConfig;
+pub use icem::ICemConfig;
 pub use mpc::{Mpc, MpcConfig, MpcStep};
-pub use mppi::{Mppi, MppiConfig};
+pub use mppi::MppiConfig;
 pub use noise::ColoredNoise;
 pub use plan::{Budget, Plan, PlanOutput};
-pub use planner::{Planner, PlannerConfig};
+pub use planner::{Cem, Gradient, ICem, Mppi, Planner, PlannerConfig};
 pub use stats::duration_percentile;

@@ -92,14 +92,19 @@ impl MpcConfig {
         Ok(())
     }
 
-    /// The per-plan budget starting now. A deadline too far away for the clock to represent
-    /// (`deadline_ms: 1e30`) is no deadline, never a panic.
+    /// The per-plan budget starting now. A deadline beyond what the clock can represent is
+    /// none; a negative or NaN `deadline_ms` (which [`MpcConfig::validate`] refuses) has
+    /// already passed.
     pub fn budget(&self) -> Budget {
+        let now = Instant::now();
         Budget {
             iterations: self.iterations,
             deadline: self.deadline_ms.and_then(|ms| {
-                let after = Duration::try_from_secs_f64(ms / 1000.0).ok()?;
-                Instant::now().checked_add(after)
+                match Duration::try_from_secs_f64(ms / 1000.0) {
+                    Ok(d) => now.checked_add(d),
+                    Err(_) if ms > 0.0 => None,
+                    Err(_) => Some(now),
+                }
             }),
         }
     }
@@ -234,10 +239,9 @@ impl Mpc {
             let step = self.next_actions(obs)?;
             self.queue.extend(step.actions);
         }
-        Ok(self
-            .queue
+        self.queue
             .pop_front()
-            .expect("a plan has at least one action"))
+            .ok_or_else(|| PlannerError::Shape("the plan has no actions".into()))
     }
 
     /// Plans from `obs` after `executed` control steps of the previous plan were carried out
@@ -269,7 +273,7 @@ impl Mpc {
         let warm = if self.config.warm_start {
             self.previous
                 .as_ref()
-                .map(|p| p.shifted(executed / self.config.action_block))
+                .map(|p| p.shifted(executed.checked_div(self.config.action_block).unwrap_or(0)))
         } else {
             None
         };
@@ -322,7 +326,11 @@ impl Mpc {
 
     /// A plan's actions in control steps (each held for `action_block` steps).
     pub fn control_actions(&self, plan: &Plan) -> Vec<Vec<f32>> {
-        let mut out = Vec::with_capacity(plan.horizon * self.config.action_block);
+        let mut out = Vec::with_capacity(
+            plan.horizon()
+                .saturating_mul(self.config.action_block)
+                .min(1 << 16),
+        );
         for action in plan.actions().chunks(plan.action_dim()) {
             for _ in 0..self.config.action_block {
                 out.push(action.to_vec());

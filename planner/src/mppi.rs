@@ -2,16 +2,10 @@
 
 use crate::bounds::ActionBounds;
 use crate::cem::ReturnMode;
-use crate::energy::{Energy, EnergyConfig};
 use crate::error::{Check, Result};
-use crate::plan::{Budget, Plan, PlanOutput};
-use crate::planner::Planner;
-use crate::sampling::{self, Problem, Sampler};
-use rand::SeedableRng;
+use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
-use zplan_models::WorldModel;
 
 /// MPPI settings (defaults after TD-MPC2: 512 samples, 64 elites, 6 iterations, temperature
 /// 0.5, std in [0.05, 2]). The temperature is in energy units: weights are
@@ -89,191 +83,170 @@ impl MppiConfig {
     }
 }
 
-/// MPPI: exponentially weighted average of sampled sequences.
-pub struct Mppi {
+impl Settings for MppiConfig {
+    type Strategy = MppiStrategy;
+    fn validate(&self) -> Result<()> {
+        MppiConfig::validate(self)
+    }
+    fn horizon(&self) -> usize {
+        self.horizon
+    }
+    fn samples(&self) -> usize {
+        self.samples
+    }
+    fn iterations(&self) -> u32 {
+        self.iterations
+    }
+}
+
+/// MPPI's algorithm inside a [`sampling::SamplingPlanner`] (the public planner is
+/// [`crate::Mppi`]).
+pub(crate) struct MppiStrategy {
     config: MppiConfig,
-    bounds: ActionBounds,
-    energy: Energy,
-    seed: u64,
-    rng: ChaCha8Rng,
-    mean: Vec<f32>,
-    std: Vec<f32>,
+    action_dim: usize,
+    pub(crate) gauss: Gaussian,
+    /// The last plan's solution (normalised), the next cold plan's start after `shift`.
     previous: Option<Vec<f32>>,
-}
-
-impl Mppi {
-    /// A validated MPPI planner.
-    pub fn new(
-        config: MppiConfig,
-        bounds: ActionBounds,
-        energy: EnergyConfig,
-        seed: u64,
-    ) -> Result<Self> {
-        config.validate()?;
-        bounds.validate()?;
-        let ha = config.horizon * bounds.dim();
-        Ok(Self {
-            mean: vec![0.0; ha],
-            std: vec![config.noise_std; ha],
-            previous: None,
-            energy: Energy::new(energy)?,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            config,
-            bounds,
-            seed,
-        })
-    }
-
-    /// The config.
-    pub fn config(&self) -> &MppiConfig {
-        &self.config
-    }
-
-    /// Sampling standard deviation after the last plan (half-range units, `H·A`).
-    pub fn std(&self) -> &[f32] {
-        &self.std
-    }
-}
-
-struct MppiSampler<'a> {
-    cfg: &'a MppiConfig,
-    rng: &'a mut ChaCha8Rng,
-    mean: &'a mut Vec<f32>,
-    std: &'a mut Vec<f32>,
     weights: Vec<f32>,
 }
 
-impl Sampler for MppiSampler<'_> {
+impl Sampler for MppiStrategy {
     fn population(&self, _i: u32) -> usize {
-        self.cfg.samples
+        self.config.samples
     }
 
-    fn sample(&mut self, _i: u32, out: &mut Vec<f32>) {
+    fn sample(&mut self, _i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
         sampling::sample_gaussian(
-            self.rng,
-            self.mean,
-            self.std,
-            self.cfg.samples,
-            self.cfg.include_mean,
+            rng,
+            &self.gauss.mean,
+            &self.gauss.std,
+            self.config.samples,
+            self.config.include_mean,
             out,
         );
     }
 
     fn refit(&mut self, _i: u32, u: &[f32], e: &[f32], order: &[usize], finite: usize) {
-        let k = self.cfg.elites.min(finite).max(1);
-        let ha = self.mean.len();
-        let e_min = e[order[0]];
-        let inv_t = 1.0 / self.cfg.temperature;
+        let k = self.config.elites.min(finite).max(1);
+        let elites = order.get(..k).unwrap_or(order);
+        let ha = self.gauss.mean.len();
+        let row = |i: usize| u.get(i * ha..(i + 1) * ha).unwrap_or_default();
+        let e_min = order
+            .first()
+            .and_then(|&i| e.get(i))
+            .copied()
+            .unwrap_or(0.0);
+        let inv_t = 1.0 / self.config.temperature;
         self.weights.clear();
-        self.weights
-            .extend(order[..k].iter().map(|&i| (-(e[i] - e_min) * inv_t).exp()));
+        self.weights.extend(
+            elites
+                .iter()
+                .map(|&i| (-(e.get(i).copied().unwrap_or(f32::NAN) - e_min) * inv_t).exp()),
+        );
         let total: f32 = self.weights.iter().sum();
-        self.mean.fill(0.0);
-        for (&i, w) in order[..k].iter().zip(&self.weights) {
+        let (mean, std) = (&mut self.gauss.mean, &mut self.gauss.std);
+        mean.fill(0.0);
+        for (&i, w) in elites.iter().zip(&self.weights) {
             let w = w / total;
-            for (m, x) in self.mean.iter_mut().zip(&u[i * ha..(i + 1) * ha]) {
+            for (m, x) in mean.iter_mut().zip(row(i)) {
                 *m += w * x;
             }
         }
-        if self.cfg.adapt_std {
-            self.std.fill(0.0);
-            for (&i, w) in order[..k].iter().zip(&self.weights) {
+        if self.config.adapt_std {
+            std.fill(0.0);
+            for (&i, w) in elites.iter().zip(&self.weights) {
                 let w = w / total;
-                for ((s, m), x) in self
-                    .std
-                    .iter_mut()
-                    .zip(self.mean.iter())
-                    .zip(&u[i * ha..(i + 1) * ha])
-                {
+                for ((s, m), x) in std.iter_mut().zip(mean.iter()).zip(row(i)) {
                     *s += w * (x - m) * (x - m);
                 }
             }
-            for s in self.std.iter_mut() {
-                *s = s.sqrt().clamp(self.cfg.min_std, self.cfg.max_std);
+            let (lo, hi) = (self.gauss.min_std, self.gauss.max_std);
+            for s in std.iter_mut() {
+                *s = sampling::clip(s.sqrt(), lo, hi);
             }
         }
-        for m in self.mean.iter_mut() {
+        for m in mean.iter_mut() {
             *m = m.clamp(-1.0, 1.0);
         }
     }
-
-    fn mean(&self) -> &[f32] {
-        self.mean
-    }
 }
 
-impl Planner for Mppi {
-    fn name(&self) -> &str {
-        "mppi"
+impl Strategy for MppiStrategy {
+    type Config = MppiConfig;
+    const NAME: &'static str = "mppi";
+
+    fn new(config: MppiConfig, bounds: &ActionBounds, _seed: u64) -> Result<Self> {
+        let ha = sampling::sequence_len(config.horizon, bounds)?;
+        Ok(Self {
+            gauss: Gaussian::new(ha, config.noise_std, config.min_std, config.max_std)?,
+            action_dim: bounds.dim(),
+            previous: None,
+            weights: Vec::new(),
+            config,
+        })
+    }
+
+    fn config(&self) -> &MppiConfig {
+        &self.config
     }
 
     fn horizon(&self) -> usize {
         self.config.horizon
     }
 
-    fn bounds(&self) -> &ActionBounds {
-        &self.bounds
+    fn iterations(&self) -> u32 {
+        self.config.iterations
     }
 
-    fn plan(
-        &mut self,
-        model: &dyn WorldModel,
-        z0: &Tensor,
-        z_goal: &Tensor,
-        warm_start: Option<&Plan>,
-        budget: &Budget,
-    ) -> Result<PlanOutput> {
-        let problem = Problem::new(model, z0, z_goal, self.config.horizon, &self.bounds)?;
-        self.energy.prepare(model, problem.device)?;
-        let a = self.bounds.dim();
-        let ha = self.config.horizon * a;
-        self.mean = match (warm_start, &self.previous) {
-            (Some(w), _) => sampling::normalised_warm_start(&self.bounds, w, self.config.horizon)?,
+    fn return_mean(&self) -> bool {
+        self.config.return_mode == ReturnMode::Mean
+    }
+
+    /// Without a warm start, a cold plan begins from the previous solution advanced by
+    /// `shift` steps (`shift: 0`: from the centre).
+    fn begin(&mut self, warm: Option<Warm>) -> Result<()> {
+        let start = match (warm, &self.previous) {
+            (Some(w), _) => Some(w.u),
             (None, Some(prev)) if self.config.shift > 0 => {
                 let mut m = prev.clone();
-                sampling::shift_u(&mut m, self.config.shift, a);
-                m
+                sampling::shift_u(&mut m, self.config.shift, self.action_dim);
+                Some(m)
             }
-            _ => vec![0.0; ha],
+            _ => None,
         };
-        let s0 = self
-            .config
-            .noise_std
-            .clamp(self.config.min_std, self.config.max_std);
-        self.std = vec![s0; ha];
-        let mut sampler = MppiSampler {
-            cfg: &self.config,
-            rng: &mut self.rng,
-            mean: &mut self.mean,
-            std: &mut self.std,
-            weights: Vec::with_capacity(self.config.elites),
-        };
-        let driven = sampling::drive(
-            &mut sampler,
-            &problem,
-            &self.energy,
-            &self.bounds,
-            budget,
-            budget.max_iterations(self.config.iterations),
-            self.config.return_mode == ReturnMode::Mean,
-        )?;
-        self.previous = Some(match self.config.return_mode {
-            ReturnMode::Mean => self.mean.clone(),
-            ReturnMode::Best => driven.best_u,
-        });
-        Ok(driven.output)
+        self.gauss.begin(start);
+        Ok(())
     }
 
-    fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let ha = self.mean.len();
-        self.mean = vec![0.0; ha];
-        self.std = vec![self.config.noise_std; ha];
+    fn population(&self, i: u32) -> usize {
+        Sampler::population(self, i)
+    }
+
+    fn iterate(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
+        sampling::sampling_round(self, None, i, ctx)
+    }
+
+    fn mean(&self) -> &[f32] {
+        &self.gauss.mean
+    }
+
+    fn end(&mut self, best_u: &[f32]) {
+        self.previous = Some(match self.config.return_mode {
+            ReturnMode::Mean => self.gauss.mean.clone(),
+            ReturnMode::Best => best_u.to_vec(),
+        });
+    }
+
+    fn reset(&mut self, _seed: u64) {
+        self.gauss.reset();
         self.previous = None;
     }
+}
 
-    fn reseed(&mut self, seed: u64) {
-        self.seed = seed;
-        self.reset();
+impl crate::Mppi {
+    /// Sampling standard deviation after the last plan (half-range units, `H·A`); always
+    /// within `[min_std, max_std]`.
+    pub fn std(&self) -> &[f32] {
+        &self.0.strategy.gauss.std
     }
 }

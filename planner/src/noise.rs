@@ -7,6 +7,7 @@
 //! That is a fixed linear map `x = C w` from `n` white samples `w`, so we build `C` once per
 //! `(n, β)` (no FFT needed) and apply it per sequence. Every `x_t` has exactly unit variance.
 
+use crate::error::{Check, Result};
 use rand_distr::{Distribution, StandardNormal};
 
 /// Linear map from `n` white Gaussian samples to `n` samples of unit-variance `1/f^β` noise.
@@ -19,9 +20,23 @@ pub struct ColoredNoise {
 }
 
 impl ColoredNoise {
-    /// The map for sequences of length `n >= 1` and exponent `beta >= 0`.
-    pub fn new(n: usize, beta: f32) -> Self {
-        assert!(n >= 1, "colored noise needs n >= 1");
+    /// The map for sequences of length `n >= 1` and exponent `beta` (finite, `>= 0`).
+    ///
+    /// # Errors
+    /// [`crate::PlannerError::InvalidConfig`] for `n == 0`, a negative or non-finite `beta`, or an
+    /// `n × n` matrix that does not fit in memory.
+    pub fn new(n: usize, beta: f32) -> Result<Self> {
+        let c = Check::new("noise");
+        c.at_least_one("n", n)?;
+        c.non_negative("beta", beta)?;
+        let cells = n.checked_mul(n);
+        let mut matrix: Vec<f32> = Vec::new();
+        if cells.is_none_or(|cells| matrix.try_reserve_exact(cells).is_err()) {
+            return c.fail(
+                "n",
+                format!("{n}: the {n} × {n} noise matrix does not fit in memory"),
+            );
+        }
         let nf = n as f64;
         let scale = |k: usize| ((k.max(1)) as f64 / nf).powf(-f64::from(beta) / 2.0);
         // Columns: DC, then (cos, sin) per interior frequency, then Nyquist for even n.
@@ -46,13 +61,10 @@ impl ColoredNoise {
         }
         debug_assert_eq!(cols.len(), n);
         let norm = var.sqrt();
-        let mut matrix = vec![0.0f32; n * n];
         for t in 0..n {
-            for (c, col) in cols.iter().enumerate() {
-                matrix[t * n + c] = (col(t) / norm) as f32;
-            }
+            matrix.extend(cols.iter().map(|col| (col(t) / norm) as f32));
         }
-        Self { n, beta, matrix }
+        Ok(Self { n, beta, matrix })
     }
 
     /// Sequence length.
@@ -133,7 +145,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn stats(n: usize, beta: f32) -> (Vec<f32>, f32) {
-        let noise = ColoredNoise::new(n, beta);
+        let noise = ColoredNoise::new(n, beta).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let (mut white, mut x) = (Vec::new(), vec![0.0; n]);
         let reps = 20_000;
@@ -159,7 +171,7 @@ mod tests {
             beta in 0.0f32..3.0,
             seed in proptest::prelude::any::<u64>(),
         ) {
-            let noise = ColoredNoise::new(n, beta);
+            let noise = ColoredNoise::new(n, beta).unwrap();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let (mut white, mut many) = (Vec::new(), Vec::new());
             noise.sample_many(&mut rng, count, &mut white, &mut many);
@@ -173,6 +185,16 @@ mod tests {
             }
             proptest::prop_assert_eq!(many.len(), count * n);
         }
+    }
+
+    #[test]
+    fn invalid_sizes_are_errors_not_panics() {
+        for (n, beta) in [(0, 1.0), (4, -1.0), (4, f32::NAN), (4, f32::INFINITY)] {
+            let err = ColoredNoise::new(n, beta).unwrap_err();
+            assert!(err.to_string().starts_with("noise."), "{err}");
+        }
+        let err = ColoredNoise::new(usize::MAX / 2, 1.0).unwrap_err();
+        assert!(err.to_string().contains("does not fit"), "{err}");
     }
 
     #[test]

@@ -74,12 +74,13 @@ impl Plan {
 
     /// The first action, the one receding-horizon control executes.
     pub fn first(&self) -> &[f32] {
-        &self.actions[..self.action_dim]
+        self.actions.get(..self.action_dim).unwrap_or_default()
     }
 
     /// The last action.
     pub fn last(&self) -> &[f32] {
-        &self.actions[self.actions.len() - self.action_dim..]
+        let start = self.actions.len().saturating_sub(self.action_dim);
+        self.actions.get(start..).unwrap_or_default()
     }
 
     /// The actions as rows.
@@ -112,7 +113,7 @@ impl Plan {
     fn shift_filled(&self, k: usize, fill: &[f32]) -> Plan {
         let k = k.min(self.horizon);
         let mut actions = Vec::with_capacity(self.actions.len());
-        actions.extend_from_slice(&self.actions[k * self.action_dim..]);
+        actions.extend_from_slice(self.actions.get(k * self.action_dim..).unwrap_or_default());
         for _ in 0..k {
             actions.extend_from_slice(fill);
         }
@@ -120,7 +121,7 @@ impl Plan {
             actions,
             horizon: self.horizon,
             action_dim: self.action_dim,
-            shift: self.shift + k,
+            shift: self.shift.saturating_add(k),
         }
     }
 
@@ -207,9 +208,13 @@ impl Budget {
         }
     }
 
-    /// Configured iterations, but return within `d` from now.
+    /// Configured iterations, but return within `d` from now (no deadline if `now + d` is
+    /// beyond what the clock can represent).
     pub fn within(d: Duration) -> Self {
-        Self::until(Instant::now() + d)
+        Self {
+            iterations: None,
+            deadline: Instant::now().checked_add(d),
+        }
     }
 
     /// The iteration cap given the planner's configured count.
@@ -224,6 +229,10 @@ impl Budget {
 
     /// Whether an iteration predicted to take `estimate` would end after the deadline.
     pub(crate) fn would_overrun(&self, estimate: Duration) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() + estimate > d)
+        self.deadline.is_some_and(|d| {
+            Instant::now()
+                .checked_add(estimate)
+                .is_none_or(|end| end > d)
+        })
     }
 }

@@ -452,3 +452,61 @@ fn gradient_refines_a_cem_start() {
         out.energy_trace
     );
 }
+
+/// One preamble: every planner refuses the same bad inputs with the same message, and a
+/// budget of zero iterations gives every planner the same cheap fallback (the warm start,
+/// scored once).
+#[test]
+fn every_planner_shares_one_preamble() {
+    let model = LinearModel::reference();
+    let h = 3;
+    let messages = |z0: &[f32], goal: &[f32], warm: Option<&Plan>| -> Vec<String> {
+        configs(h)
+            .iter()
+            .map(|cfg| {
+                let mut p = cfg.build(bounds(), energy(), 1).unwrap();
+                p.plan(
+                    &model,
+                    &latent(z0),
+                    &latent(goal),
+                    warm,
+                    &Budget::unlimited(),
+                )
+                .unwrap_err()
+                .to_string()
+            })
+            .collect()
+    };
+    let one_message = |m: Vec<String>| {
+        assert!(m.windows(2).all(|w| w[0] == w[1]), "{m:#?}");
+        m[0].clone()
+    };
+    let m = one_message(messages(&[0.0, 0.0, 0.0], &Z0, None));
+    assert!(m.contains("z_goal"), "{m}");
+    let wide = Plan::constant(2, &[0.1, 0.2, 0.3]).unwrap();
+    let m = one_message(messages(&Z0, &GOAL, Some(&wide)));
+    assert!(m.contains("warm start has 3 action entries"), "{m}");
+
+    let warm = Plan::new(vec![0.5, -0.5, 0.25, 0.75, 1.5, -2.0], 3, 2).unwrap();
+    for cfg in configs(h) {
+        let mut p = cfg.build(bounds(), energy(), 1).unwrap();
+        let out = p
+            .plan(
+                &model,
+                &latent(&Z0),
+                &latent(&GOAL),
+                Some(&warm),
+                &Budget::iterations(0),
+            )
+            .unwrap();
+        assert_eq!(out.iterations, 0, "{}", cfg.name());
+        assert_eq!(out.rollouts, 1, "{}", cfg.name());
+        // The warm start clipped to the bounds.
+        assert_eq!(
+            out.plan.actions(),
+            &[0.5, -0.5, 0.25, 0.75, 1.0, -1.0],
+            "{}",
+            cfg.name()
+        );
+    }
+}

@@ -181,6 +181,41 @@ proptest! {
         prop_assert!(check(mppi.std()), "mppi std {:?}", mppi.std());
     }
 
+    /// The band holds from construction on, through plans and resets, even when `init_std`
+    /// lies below `min_std` (it is clipped, never stored as given).
+    #[test]
+    fn std_band_holds_before_planning_and_after_reset(
+        case in arb_case(),
+        init_std in 0.001f32..2.0,
+        reseed in any::<u64>(),
+    ) {
+        let model = LinearModel::reference();
+        let (lo, hi) = (case.min_std, 2.0);
+        let check = |std: &[f32]| !std.is_empty() && std.iter().all(|&s| s >= lo && s <= hi);
+        let bounds = ActionBounds::symmetric(2, 1.0).unwrap();
+        let budget = Budget::iterations(case.iterations);
+        let (z0, goal) = (latent(&case.z0), latent(&case.goal));
+        let mut cem = Cem::new(
+            CemConfig { samples: case.samples, elites: case.elites, horizon: case.horizon, init_std, min_std: lo, max_std: hi, ..CemConfig::default() },
+            bounds.clone(), EnergyConfig::default(), case.seed).unwrap();
+        let mut icem = ICem::new(
+            ICemConfig { samples: case.samples, elites: case.elites, horizon: case.horizon, init_std, min_std: lo, max_std: hi, ..ICemConfig::default() },
+            bounds.clone(), EnergyConfig::default(), case.seed).unwrap();
+        let mut mppi = Mppi::new(
+            MppiConfig { samples: case.samples, elites: case.elites, horizon: case.horizon, noise_std: init_std, min_std: lo, max_std: hi, ..MppiConfig::default() },
+            bounds, EnergyConfig::default(), case.seed).unwrap();
+        prop_assert!(check(cem.std()) && check(icem.std()) && check(mppi.std()));
+        cem.plan(&model, &z0, &goal, None, &budget).unwrap();
+        icem.plan(&model, &z0, &goal, None, &budget).unwrap();
+        mppi.plan(&model, &z0, &goal, None, &budget).unwrap();
+        cem.reseed(reseed);
+        icem.reseed(reseed);
+        mppi.reseed(reseed);
+        prop_assert!(check(cem.std()), "cem std {:?}", cem.std());
+        prop_assert!(check(icem.std()), "icem std {:?}", icem.std());
+        prop_assert!(check(mppi.std()), "mppi std {:?}", mppi.std());
+    }
+
     #[test]
     fn shifted_plans_keep_length_and_tail(h in 1usize..8, a in 1usize..4, k in 0usize..10, seed in any::<u64>()) {
         let vals: Vec<f32> = (0..h * a).map(|i| (i as f32 + seed as f32 % 7.0).sin()).collect();

@@ -584,8 +584,8 @@ impl Replay {
     ) -> Result<Self> {
         let device = model.device();
         let a = bounds.dim() as i64;
-        let low = Tensor::f_from_slice(&bounds.low)?.f_to_device(device)?;
-        let high = Tensor::f_from_slice(&bounds.high)?.f_to_device(device)?;
+        let low = Tensor::f_from_slice(bounds.low())?.f_to_device(device)?;
+        let high = Tensor::f_from_slice(bounds.high())?.f_to_device(device)?;
         let range = high.f_sub(&low)?;
         tch::manual_seed(seed as i64);
         let latent = model.latent_shape().to_vec();

@@ -263,6 +263,14 @@ impl WorldModel for JepaModel {
         self.frozen().rollout(z0, actions, "rollout")
     }
 
+    fn rollout_owned(&self, z0: &Tensor, actions: &Tensor) -> Result<crate::Rollout> {
+        let pred = self.rollout(z0, actions)?;
+        // SAFETY: `Frozen::rollout` returns a tensor it has just created (`Tensor::stack` of
+        // the steps, or `zeros` for an empty horizon) and keeps no handle to; nothing else
+        // can reach its storage.
+        Ok(unsafe { crate::Rollout::exclusive(pred) })
+    }
+
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.proprio_latent.clone()
     }
