@@ -276,14 +276,22 @@ fn validate_refuses_what_can_only_fail_quickly_and_without_aborting() {
         assert!(t.elapsed() < Duration::from_secs(20), "case {i}");
     }
 
-    // Deep nesting is answered in well under a second.
+    // Deep nesting is answered in well under a second beyond the process's own start-up
+    // (loading libtorch), which is timed on a small valid file in the same conditions.
+    let t = Instant::now();
+    let o = zplan(&["validate", &scenario("reach.ron")]);
+    let startup = t.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", stderr(&o));
     let deep = write(&tmp.path().join("deep.ron"), &"[".repeat(200_000));
     let t = Instant::now();
     let o = zplan(&["validate", deep.to_str().unwrap()]);
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nest deeper than"), "{}", stderr(&o));
-    assert!(secs < 1.0, "answered in {secs:.2} s");
+    assert!(
+        secs < startup + 1.0,
+        "answered in {secs:.2} s, start-up alone {startup:.2} s"
+    );
 
     // Non-regular files are named as what they are; a BOM is fine.
     let o = zplan(&["validate", tmp.path().to_str().unwrap()]);
