@@ -18,6 +18,8 @@ use zplan_planner::{ActionBounds, Budget, EnergyConfig, PlannerConfig};
 use zplan_sim::ScenarioConfig;
 
 fn main() -> Result<()> {
+    // One libtorch thread: the reference plan does not depend on the machine's core count.
+    tch::set_num_threads(1);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [scenario, model, planner, energy, seed, episode] = args.as_slice() else {
         bail!("usage: plan_once SCENARIO MODEL PLANNER_RON ENERGY_RON SEED EPISODE_SEED");

@@ -18,6 +18,9 @@ Standard library only. The reference and the exporter run with $ZPLAN_PYTHON (el
 `ZPLAN_PYTHON` in .cargo/config.toml, else python3); zplan is $ZPLAN_BIN, else
 target/release/zplan, built first with `cargo build --release --bin zplan` unless --no-build.
 
+A stable-worldmodel column (its CEMSolver at the same budget, benches/python/swm_cem.py) is
+added when stable-worldmodel can be imported (or STABLE_WORLDMODEL_PATH points at it).
+
     python3 benches/python/run_side_by_side.py                 # all sizes, 1 thread
     python3 benches/python/run_side_by_side.py --sizes tiny small --threads 2 --clock cpu
     python3 benches/python/run_side_by_side.py --sizes tiny small --threads 2 --rollout-threads 2
@@ -115,6 +118,10 @@ def main(argv=None):
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     p.add_argument("--device", default="cpu", help="cpu or cuda (both sides; use the wall clock)")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build")
+    p.add_argument("--no-swm", action="store_true",
+                   help="skip the stable-worldmodel column (benches/python/swm_cem.py; it is "
+                        "skipped anyway when stable-worldmodel cannot be imported: install it or "
+                        "set STABLE_WORLDMODEL_PATH)")
     p.add_argument("--keep", help="export the models into this folder (default: a temporary one)")
     args = p.parse_args(argv)
 
@@ -159,10 +166,20 @@ def main(argv=None):
             zp_cmd = [zplan, "bench-plan", "--model", str(model), "--obs-shape",
                       str(args.obs_dim), "--action-dim", str(args.action_dim), "--planner",
                       "cem", "--repeats", repeats] + budget + zp_threads
-            ref, zp = [], []
+            swm_cmd = [py, str(ROOT / "benches" / "python" / "swm_cem.py"), "--model",
+                       str(model), "--obs-shape", str(args.obs_dim), "--action-dim",
+                       str(args.action_dim), "--repeats", repeats] + budget + ref_threads
+            ref, zp, swm = [], [], []
             for _ in range(args.rounds):
                 ref.append(last_line_values(run(ref_cmd)))
                 zp.append(last_line_values(run(zp_cmd)))
+                if not args.no_swm:
+                    out = run(swm_cmd)
+                    if "unavailable=" in out:
+                        print(f"# stable-worldmodel column skipped: {out.strip()}", file=sys.stderr)
+                        args.no_swm = True
+                    else:
+                        swm.append(last_line_values(out))
             med = lambda runs, key: statistics.median(r[key] for r in runs)
             row = dict(
                 size=size, variant=variant, params=info["parameters"],
@@ -170,22 +187,25 @@ def main(argv=None):
                 rollout_ms=med(zp, "rollout_ms_median"), overhead=med(zp, "overhead"),
             )
             row["ratio"] = row["python_ms"] / row["zplan_ms"]
+            row["swm_ms"] = med(swm, "plan_ms_median") if swm else None
             row["ceiling"] = row["python_ms"] / row["rollout_ms"]
             rows.append(row)
             print(f"# {size}/{variant}: python {row['python_ms']:.2f} ms, zplan "
                   f"{row['zplan_ms']:.2f} ms, ratio {row['ratio']:.2f}", file=sys.stderr)
     print()
-    print("| model | params | zplan calls | python ms | zplan ms | ratio | target | "
-          "zplan rollouts alone ms | zplan overhead | ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | params | zplan calls | python ms | stable-worldmodel ms | zplan ms | ratio | "
+          "vs stable-worldmodel | target | zplan rollouts alone ms | zplan overhead | ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         calls = "rollout (fused)" if r["variant"] == "rollout" else "predict x H"
         ok = "ok" if r["ratio"] >= TARGETS[r["size"]] else "missed"
-        print(f"| {r['size']} | {r['params']:,} | {calls} | {r['python_ms']:.2f} | "
-              f"{r['zplan_ms']:.2f} | {r['ratio']:.2f}x | >= {TARGETS[r['size']]}x ({ok}) | "
+        swm_ms = "n/a" if r["swm_ms"] is None else f"{r['swm_ms']:.2f}"
+        swm_ratio = "n/a" if r["swm_ms"] is None else f"{r['swm_ms'] / r['zplan_ms']:.2f}x"
+        print(f"| {r['size']} | {r['params']:,} | {calls} | {r['python_ms']:.2f} | {swm_ms} | "
+              f"{r['zplan_ms']:.2f} | {r['ratio']:.2f}x | {swm_ratio} | >= {TARGETS[r['size']]}x ({ok}) | "
               f"{r['rollout_ms']:.2f} | {r['overhead']:.3f} | {r['ceiling']:.2f}x |")
     print()
-    print("ratio = python / zplan plan time (medians); ceiling = python / zplan's rollouts "
+    print("ratio = python / zplan plan time (medians); vs stable-worldmodel = its CEMSolver's plan time / zplan's; ceiling = python / zplan's rollouts "
           "alone: the ratio a zero-overhead planner would reach on this model. The reference "
           "always loops predict in Python.")
     return 0
