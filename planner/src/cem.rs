@@ -1,6 +1,8 @@
 //! The cross-entropy method: sample around a diagonal Gaussian, refit it to the elites, repeat.
 
 use crate::bounds::ActionBounds;
+pub use crate::device_cem::Backend;
+use crate::device_cem::{DeviceCemSettings, DevicePlan};
 use crate::error::{Check, Result};
 use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +44,11 @@ pub struct CemConfig {
     pub include_mean: bool,
     /// Return the final mean or the best candidate.
     pub return_mode: ReturnMode,
+    /// Where the population lives: `Host` (the default: sampled on the CPU from the seeded
+    /// ChaCha stream, energies read back every iteration) or `Device` (sampled, scored, ranked
+    /// and refitted on the model's device with a counter-based generator; one download per
+    /// plan; see [`Backend`]). Seeded results differ between the two.
+    pub backend: Backend,
 }
 
 impl Default for CemConfig {
@@ -57,6 +64,7 @@ impl Default for CemConfig {
             momentum: 0.1,
             include_mean: true,
             return_mode: ReturnMode::Mean,
+            backend: Backend::Host,
         }
     }
 }
@@ -109,6 +117,12 @@ pub(crate) struct CemStrategy {
     pub(crate) gauss: Gaussian,
     fit_mean: Vec<f32>,
     fit_std: Vec<f32>,
+    /// Seed of the device backend's counter-based stream.
+    seed: u64,
+    /// Plans since the last reset (the device stream's plan counter).
+    plans: u64,
+    /// The population of the plan in progress on the device ([`Backend::Device`]).
+    device: Option<DevicePlan>,
 }
 
 impl Sampler for CemStrategy {
@@ -140,13 +154,16 @@ impl Strategy for CemStrategy {
     type Config = CemConfig;
     const NAME: &'static str = "cem";
 
-    fn new(config: CemConfig, bounds: &ActionBounds, _seed: u64) -> Result<Self> {
+    fn new(config: CemConfig, bounds: &ActionBounds, seed: u64) -> Result<Self> {
         let ha = sampling::sequence_len(config.horizon, bounds)?;
         Ok(Self {
             gauss: Gaussian::new(ha, config.init_std, config.min_std, config.max_std)?,
             fit_mean: sampling::zeros(ha, "cem.horizon")?,
             fit_std: sampling::zeros(ha, "cem.horizon")?,
             config,
+            seed,
+            plans: 0,
+            device: None,
         })
     }
 
@@ -168,6 +185,7 @@ impl Strategy for CemStrategy {
 
     fn begin(&mut self, warm: Option<Warm>) -> Result<()> {
         self.gauss.begin(warm.map(|w| w.u));
+        self.device = None;
         Ok(())
     }
 
@@ -176,15 +194,42 @@ impl Strategy for CemStrategy {
     }
 
     fn iterate(&mut self, i: u32, ctx: &mut Ctx<'_, '_>) -> Result<()> {
-        sampling::sampling_round(self, None, i, ctx)
+        if self.config.backend == Backend::Host {
+            return sampling::sampling_round(self, None, i, ctx);
+        }
+        let plan = match self.device.take() {
+            Some(plan) => plan,
+            None => DevicePlan::start(&self.gauss.mean, &self.gauss.std, ctx)?,
+        };
+        let plan = self.device.insert(plan);
+        let settings = DeviceCemSettings {
+            samples: self.config.samples,
+            elites: self.config.elites,
+            min_std: self.config.min_std,
+            max_std: self.config.max_std,
+            momentum: self.config.momentum,
+            include_mean: self.config.include_mean,
+        };
+        plan.iterate(&settings, (self.seed, self.plans, i), ctx)
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<'_, '_>, trace: &mut [f32]) -> Result<()> {
+        let Some(plan) = self.device.take() else {
+            return Ok(());
+        };
+        self.plans = self.plans.wrapping_add(1);
+        plan.finish(&mut self.gauss.mean, &mut self.gauss.std, trace, ctx)
     }
 
     fn mean(&self) -> &[f32] {
         &self.gauss.mean
     }
 
-    fn reset(&mut self, _seed: u64) {
+    fn reset(&mut self, seed: u64) {
         self.gauss.reset();
+        self.seed = seed;
+        self.plans = 0;
+        self.device = None;
     }
 }
 

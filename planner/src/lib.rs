@@ -143,6 +143,7 @@ mod blocks;
 mod bounds;
 mod cem;
 mod controller;
+mod device_cem;
 mod energy;
 mod error;
 mod gradient;
@@ -157,7 +158,7 @@ pub mod stats;
 
 pub use blocks::ActionBlocks;
 pub use bounds::ActionBounds;
-pub use cem::{CemConfig, ReturnMode};
+pub use cem::{Backend, CemConfig, ReturnMode};
 pub use controller::{Controller, ControllerOptions, ControllerReport, ControllerStats};
 pub use energy::{Energy, EnergyConfig, Metric, Reduction};
 pub use error::{PlannerError, Result};

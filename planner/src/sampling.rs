@@ -323,6 +323,12 @@ pub(crate) trait Strategy: Send + Sized {
     /// The current centre of the search, normalised `H·A` (the cold fallback plan and the
     /// plan of [`Strategy::return_mean`] strategies).
     fn mean(&self) -> &[f32];
+    /// After the last iteration of a plan that ran at least one: a strategy that kept its
+    /// state off the host (CEM's device backend) brings back its mean, the best candidate
+    /// (into `ctx.best`) and the best energy after each iteration (into `trace`).
+    fn finish(&mut self, _ctx: &mut Ctx<'_, '_>, _trace: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
     /// After a successful plan, with its best candidate (MPPI keeps its solution).
     fn end(&mut self, _best_u: &[f32]) {}
     /// Forgets warm state; `seed` reseeds any stream of the strategy's own.
@@ -411,6 +417,9 @@ pub(crate) fn drive<S: Strategy>(
         rollouts += pop as u64;
         trace.push(ctx.best.energy);
         last = Some((started.elapsed(), pop));
+    }
+    if !trace.is_empty() {
+        strategy.finish(ctx, &mut trace)?;
     }
     if trace.is_empty() {
         // Nothing fitted the budget: the cheap valid result is the current mean, scored once.

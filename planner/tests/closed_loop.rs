@@ -274,3 +274,15 @@ fn reach_succeeds() {
 fn push_succeeds() {
     check(push());
 }
+
+/// The device-resident population ([`Backend::Device`]) on the same episodes: sampling with its
+/// counter-based stream, scoring, ranking and refitting as tensor operations. It must match
+/// the host backend's success (statistical agreement, not bit-identical plans).
+#[test]
+fn reach_succeeds_with_the_device_backend() {
+    let mut setup = reach();
+    if let PlannerConfig::Cem(c) = &mut setup.planner {
+        c.backend = Backend::Device;
+    }
+    check(setup);
+}
