@@ -25,4 +25,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace (unit, integration, doc tests)"
 cargo test --workspace
 
+step "Python bindings: maturin develop into the setup's venv, then pytest"
+PY="${ZPLAN_PYTHON:-$(sed -n 's/^ZPLAN_PYTHON = { value = "\(.*\)", force.*/\1/p' .cargo/config.toml)}"
+VIRTUAL_ENV="$("$PY" -c 'import sys; print(sys.prefix)')" \
+  "$PY" -m maturin develop --quiet -m python/Cargo.toml >&2
+"$PY" -m pytest -q -p no:cacheprovider python/tests
+
 step "all checks passed"

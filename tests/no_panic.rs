@@ -19,7 +19,15 @@
 use std::path::{Path, PathBuf};
 
 /// The library crates' source roots, relative to the repository root.
-const LIBRARY_SOURCES: [&str; 5] = ["io/src", "obs/src", "sim/src", "models/src", "planner/src"];
+const LIBRARY_SOURCES: [&str; 7] = [
+    "io/src",
+    "obs/src",
+    "sim/src",
+    "models/src",
+    "planner/src",
+    "capi/src",
+    "python/src",
+];
 
 /// A lexical scanner for panicking constructs in Rust source.
 mod scanner {
@@ -724,6 +732,16 @@ fn models_has_no_panics() {
 #[test]
 fn planner_has_no_panics() {
     check("planner/src");
+}
+
+#[test]
+fn capi_has_no_panics() {
+    check("capi/src");
+}
+
+#[test]
+fn python_bindings_have_no_panics() {
+    check("python/src");
 }
 
 #[test]

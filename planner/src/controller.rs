@@ -21,7 +21,8 @@ pub struct ControllerOptions {
     /// Period of the caller's control loop; [`Controller::latest_action`] steps through the
     /// latest plan at this rate.
     pub control_dt: Duration,
-    /// Each plan must be published within this time of its observation's arrival.
+    /// Each plan must be published within this time of its observation's arrival (change it
+    /// while running with [`Controller::set_plan_deadline`]).
     pub plan_deadline: Duration,
     /// Cap on iterations per plan (`None`: the planner's own count).
     pub iterations: Option<u32>,
@@ -199,6 +200,19 @@ struct Stamped {
 enum Command {
     /// New goal observation, seed, generation.
     Goal(Observation, u64, u64),
+    /// New per-plan deadline.
+    Deadline(Duration),
+    Stop,
+}
+
+/// What the planner thread does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Keep planning with the current schedule.
+    Continue,
+    /// A new goal: forget the plan in force (its schedule and warm start).
+    NewGoal,
+    /// Stop the thread.
     Stop,
 }
 
@@ -324,6 +338,13 @@ impl Controller {
             .send(Command::Goal(goal_obs.clone(), seed, generation));
     }
 
+    /// Changes the per-plan deadline ([`ControllerOptions::plan_deadline`]) from the next plan
+    /// on; the plan in force and the warm start are kept. Never blocks. Deadline misses are
+    /// counted against the deadline that applied to each plan.
+    pub fn set_plan_deadline(&self, deadline: Duration) {
+        let _ = self.cmd_tx.send(Command::Deadline(deadline));
+    }
+
     /// Current counters.
     pub fn stats(&self) -> ControllerStats {
         self.counters.snapshot()
@@ -369,21 +390,23 @@ impl Worker {
         loop {
             // Commands first (a goal sent before an observation applies to it).
             while let Ok(cmd) = self.cmd_rx.try_recv() {
-                if !self.command(cmd, &mut report, &mut generation) {
-                    return self.finish(report);
+                match self.command(cmd, &mut report, &mut generation) {
+                    Flow::Stop => return self.finish(report),
+                    Flow::NewGoal => current = None,
+                    Flow::Continue => {}
                 }
-                current = None;
             }
             let obs = channel::select! {
                 recv(self.cmd_rx) -> cmd => {
-                    let keep_going = match cmd {
+                    let flow = match cmd {
                         Ok(cmd) => self.command(cmd, &mut report, &mut generation),
-                        Err(_) => false,
+                        Err(_) => Flow::Stop,
                     };
-                    if !keep_going {
-                        break;
+                    match flow {
+                        Flow::Stop => break,
+                        Flow::NewGoal => current = None,
+                        Flow::Continue => {}
                     }
-                    current = None;
                     continue;
                 }
                 recv(self.obs_rx) -> obs => match obs {
@@ -393,10 +416,11 @@ impl Worker {
             };
             if let Ok(cmd) = self.cmd_rx.try_recv() {
                 // A command raced the observation: apply it, then plan.
-                if !self.command(cmd, &mut report, &mut generation) {
-                    break;
+                match self.command(cmd, &mut report, &mut generation) {
+                    Flow::Stop => break,
+                    Flow::NewGoal => current = None,
+                    Flow::Continue => {}
                 }
-                current = None;
             }
             let t0 = later(
                 obs.at,
@@ -473,13 +497,13 @@ impl Worker {
         self.finish(report)
     }
 
-    /// Applies a command; false means stop.
+    /// Applies a command and says what the loop does next.
     fn command(
         &mut self,
         cmd: Command,
         report: &mut ControllerReport,
         generation: &mut u64,
-    ) -> bool {
+    ) -> Flow {
         match cmd {
             Command::Goal(goal, seed, g) => {
                 *generation = g;
@@ -487,9 +511,13 @@ impl Worker {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                     report.last_error = Some(e.to_string());
                 }
-                true
+                Flow::NewGoal
             }
-            Command::Stop => false,
+            Command::Deadline(d) => {
+                self.options.plan_deadline = d;
+                Flow::Continue
+            }
+            Command::Stop => Flow::Stop,
         }
     }
 

@@ -354,3 +354,50 @@ fn controller_switches_goals_and_reports_errors() {
     )
     .is_err());
 }
+
+#[test]
+fn controller_deadline_changes_at_runtime_and_keeps_the_plan() {
+    // Every rollout sleeps 20 ms: a plan takes at least that long.
+    let mut slow = LinearModel::reference();
+    slow.delay = Some(Duration::from_millis(20));
+    let options = ControllerOptions {
+        plan_deadline: Duration::from_secs(10),
+        iterations: Some(1),
+        ..ControllerOptions::default()
+    };
+    let ctl = Controller::spawn(
+        Arc::new(slow),
+        &cem(3),
+        energy(),
+        bounds(),
+        &zplan_models::Observation::state((GOAL).to_vec()),
+        1,
+        options,
+    )
+    .unwrap();
+    let obs = zplan_models::Observation::state(([0.0, 0.0]).to_vec());
+    let wait_for_plans = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctl.stats().plans < n && Instant::now() < deadline {
+            ctl.push_observation(&obs);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ctl.stats()
+    };
+    let before = wait_for_plans(2);
+    assert!(before.plans >= 2, "{before:?}");
+    assert_eq!(before.deadline_misses, 0, "a 10 s deadline: {before:?}");
+    assert!(ctl.latest_action().is_some());
+    ctl.set_plan_deadline(Duration::from_micros(1));
+    // The plan in force is kept (a deadline is not a new goal).
+    assert!(ctl.latest_action().is_some());
+    let after = wait_for_plans(before.plans + 3);
+    assert!(after.plans >= before.plans + 3, "{after:?}");
+    assert!(
+        after.deadline_misses >= 2,
+        "plans of >= 20 ms miss a 1 µs deadline: {after:?}"
+    );
+    let report = ctl.stop().unwrap();
+    assert_eq!(report.stats.errors, 0);
+    assert!(report.last_error.is_none());
+}

@@ -43,6 +43,28 @@ fn set_num_threads(n: i32) -> PyResult<()> {
     Ok(())
 }
 
+/// Keeps glibc from returning large temporary buffers to the kernel after every planner
+/// iteration and faulting them in again on the next (the `zplan` CLI does the same at start):
+/// raises the mmap threshold to 64 MiB and the trim threshold to 256 MiB for the whole
+/// process. `import zplan` calls it unless `ZPLAN_NO_MALLOPT=1`. Returns whether it applied
+/// (glibc on Linux only).
+#[pyfunction]
+fn tune_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only adjusts thresholds of glibc's allocator; glibc serialises it
+        // with the arena locks, so other threads allocating meanwhile are unaffected.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[pymodule]
 fn _zplan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ZplanError", m.py().get_type::<convert::ZplanError>())?;
@@ -58,5 +80,6 @@ fn _zplan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(libtorch_lib_dir, m)?)?;
     m.add_function(wrap_pyfunction!(libtorch_version, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(tune_allocator, m)?)?;
     Ok(())
 }

@@ -613,6 +613,19 @@ impl Controller {
         Ok(())
     }
 
+    /// Changes the per-plan deadline (milliseconds) from the next plan on. Never blocks.
+    fn set_deadline(&self, deadline_ms: f64) -> PyResult<()> {
+        if !(deadline_ms.is_finite() && deadline_ms > 0.0 && deadline_ms < 3.6e6) {
+            return Err(value_error(format!(
+                "deadline_ms: expected a positive number of milliseconds, got {deadline_ms}"
+            )));
+        }
+        let g = controller_guard(&self.inner)?;
+        let c = g.as_ref().ok_or_else(|| runtime("controller is stopped"))?;
+        c.set_plan_deadline(Duration::from_secs_f64(deadline_ms / 1e3));
+        Ok(())
+    }
+
     /// Counters: `observations`, `dropped_observations`, `plans`, `deadline_misses`, `errors`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = {
