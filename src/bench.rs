@@ -19,7 +19,7 @@ pub mod plan;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use zplan_models::DeviceChoice;
+use zplan_models::{DeviceChoice, Precision};
 
 pub use pareto::{pareto_front, BenchRow};
 pub use plan::{
@@ -64,6 +64,10 @@ pub struct BenchPlanArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Precision of the model: fp32, or bf16 (bfloat16 weights and latents; the reference
+    /// matmul of JEPA models is then bf16 too).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// torch intra-op threads (also for the reference matmul).
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
@@ -173,6 +177,9 @@ pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
     };
     settings.planner_config()?;
     let setup = plan::load_setup(args)?;
+    if let Some(w) = crate::info::bf16_emulation_warning([setup.model.as_ref()]) {
+        eprintln!("{w}");
+    }
     let report = run_plan_bench(&setup, &settings)?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)

@@ -286,6 +286,22 @@ impl ConvNet {
         Ok(())
     }
 
+    /// A copy with every tensor (weights and input normalisation) converted to `kind`.
+    pub(crate) fn to_kind(&self, kind: Kind) -> Result<ConvNet> {
+        let cast = |t: &Tensor| crate::util::to_kind(t, kind);
+        let pair =
+            |p: &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> { Ok((cast(&p.0)?, cast(&p.1)?)) };
+        Ok(ConvNet {
+            mean: cast(&self.mean)?,
+            inv_std: cast(&self.inv_std)?,
+            convs: self.convs.iter().map(pair).collect::<Result<Vec<_>>>()?,
+            out: pair(&self.out)?,
+            norm: pair(&self.norm)?,
+            config: self.config.clone(),
+            latent: self.latent,
+        })
+    }
+
     /// A copy sharing storage but cut from autograd.
     pub(crate) fn detached(&self) -> ConvNet {
         self.map(Tensor::detach)
