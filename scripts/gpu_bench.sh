@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU figures for README (issue 15, item 5): zplan bench-plan on the tiny, small and large
 # example TorchScript models at CEM 300 x 16 x 10 and 1000 x 16 x 5, with the host and the
-# device-resident population backends (the device backend is not wired into bench-plan yet:
-# see the TODO below), then the default suite with --device cuda.
+# device-resident population backends (`bench-plan --backend host|device`), then the default
+# suite with --device cuda.
 #
 # Build here, run there: `cargo build --release --bin zplan` on a machine with the same
 # libtorch (scripts/setup.sh), copy the repository with target/release/zplan, then on the GPU
@@ -35,12 +35,10 @@ echo "|---|---|---|---|---|---|---|" >> "$OUT/bench.md"
 for size in tiny small large; do
   for budget in "300 16 10" "1000 16 5"; do
     read -r samples horizon iters <<< "$budget"
-    # TODO(issue 15): add the device backend once `bench-plan --backend host|device` exists
-    # (CEM's `backend: Device` is reachable from suites and the Python bindings today).
-    for backend in host; do
+    for backend in host device; do
       line=$("$ZPLAN" bench-plan --model "$OUT/models/$size.pt" --obs-shape 11 --action-dim 2 \
         --planner cem --samples "$samples" --elites $((samples / 10)) --horizon "$horizon" \
-        --iters "$iters" --device cuda --repeats 30 2>&1 | tail -1)
+        --iters "$iters" --device cuda --backend "$backend" --repeats 30 2>&1 | tail -1)
       med=$(sed -n 's/.*plan_ms_median=\([0-9.]*\).*/\1/p' <<< "$line")
       p99=$(sed -n 's/.*plan_ms_p99=\([0-9.]*\).*/\1/p' <<< "$line")
       roll=$(sed -n 's/.*rollout_ms_median=\([0-9.]*\).*/\1/p' <<< "$line")

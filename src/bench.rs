@@ -19,12 +19,12 @@ pub mod plan;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use zplan_models::DeviceChoice;
+use zplan_models::{DeviceChoice, Precision};
 
 pub use pareto::{pareto_front, BenchRow};
 pub use plan::{
-    run_plan_bench, Arithmetic, Clock, PlanBenchReport, PlanBenchSettings, PlannerKind,
-    RolloutCall, Timing,
+    run_plan_bench, Arithmetic, BackendKind, Clock, PlanBenchReport, PlanBenchSettings,
+    PlannerKind, RolloutCall, Timing,
 };
 
 /// Arguments of `zplan bench-plan`: time one plan against the same rollouts done alone.
@@ -64,6 +64,15 @@ pub struct BenchPlanArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Where CEM keeps its population: `host` (sampling and refit on the CPU, the default) or
+    /// `device` (sampling, energies, top-k and refit as tensor ops on the model's device, one
+    /// download per plan). CEM only.
+    #[arg(long, value_enum, default_value_t = BackendKind::Host)]
+    pub backend: BackendKind,
+    /// Precision of the model: fp32, or bf16 (bfloat16 weights and latents; the reference
+    /// matmul of JEPA models is then bf16 too).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// torch intra-op threads (also for the reference matmul).
     #[arg(long, default_value_t = 1)]
     pub threads: i32,
@@ -170,9 +179,13 @@ pub fn bench_plan(args: &BenchPlanArgs) -> Result<()> {
         energy,
         matmul_size: args.matmul_size,
         clock: args.clock,
+        backend: args.backend,
     };
     settings.planner_config()?;
     let setup = plan::load_setup(args)?;
+    if let Some(w) = crate::info::bf16_emulation_warning([setup.model.as_ref()]) {
+        eprintln!("{w}");
+    }
     let report = run_plan_bench(&setup, &settings)?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)

@@ -21,6 +21,8 @@ pub struct Info {
     pub torch_threads: i32,
     /// Logical CPU cores.
     pub cpu_cores: usize,
+    /// The CPU's bfloat16 units (AVX512-BF16, AMX-BF16), from `/proc/cpuinfo`.
+    pub bf16_units: zplan_models::CpuBf16,
     /// `debug` or `release`.
     pub build_profile: &'static str,
 }
@@ -48,6 +50,7 @@ impl Info {
             cpu_cores: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            bf16_units: zplan_models::CpuBf16::detect(),
             build_profile: if cfg!(debug_assertions) {
                 "debug"
             } else {
@@ -73,6 +76,19 @@ impl fmt::Display for Info {
         writeln!(f, "cudnn available {}", self.cudnn_available)?;
         writeln!(f, "torch threads   {}", self.torch_threads)?;
         writeln!(f, "cpu cores       {}", self.cpu_cores)?;
+        writeln!(f, "bf16 units      {}", self.bf16_units.summary())?;
         write!(f, "build profile   {}", self.build_profile)
     }
+}
+
+/// The one-line warning to print when one of `models` computes in bf16 on a CPU without bf16
+/// units (it still works, emulated by libtorch, but slower than fp32); `None` otherwise.
+pub fn bf16_emulation_warning<'a>(
+    models: impl IntoIterator<Item = &'a dyn zplan_models::WorldModel>,
+) -> Option<String> {
+    let on_cpu = models
+        .into_iter()
+        .any(|m| m.precision() == zplan_models::Precision::Bf16 && m.device() == tch::Device::Cpu);
+    let units = zplan_models::CpuBf16::detect();
+    (on_cpu && !units.native()).then(|| format!("warning: bf16 on this CPU: {}", units.summary()))
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use zplan::runner::{self, RunOptions};
 use zplan::shard::Shard;
 use zplan::suite::LoadedSuite;
-use zplan_models::DeviceChoice;
+use zplan_models::{DeviceChoice, Precision};
 
 /// zplan: plan robot actions by imagining them in a world model's latent space.
 #[derive(Parser, Debug)]
@@ -207,6 +207,11 @@ struct TrainArgs {
     /// better without)
     #[arg(long)]
     image_layer_norm: Option<bool>,
+    /// Pixel datasets: a spatial soft-argmax head of K keypoints instead of the linear one;
+    /// the scene latent is then the 2K keypoint coordinates (so --latent-dim is not given:
+    /// the latent is 2K plus the proprio entries)
+    #[arg(long, conflicts_with = "latent_dim")]
+    keypoints: Option<i64>,
 }
 
 impl TrainArgs {
@@ -240,6 +245,7 @@ impl TrainArgs {
         if let Some(v) = self.image_layer_norm {
             c.image_layer_norm = v;
         }
+        c.keypoints = self.keypoints.unwrap_or(0);
         c
     }
 }
@@ -265,6 +271,11 @@ struct RunArgs {
     /// Model device override: cpu, cuda, cuda:N or auto.
     #[arg(long)]
     device: Option<DeviceChoice>,
+    /// Precision override of every learned model: fp32, or bf16 (bfloat16 weights and
+    /// latents, float32 energies). Simulator-backed entries stay fp32. Recorded in run.json:
+    /// --resume repeats it.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Parallel episode workers (default: CPU cores; at least 1).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     workers: Option<usize>,
@@ -291,6 +302,10 @@ enum ModelCmd {
         /// Device: cpu, cuda, cuda:N or auto.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// Precision: fp32, or bf16 (also reports how far bf16 latents and predictions are
+        /// from fp32's on the same batch).
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
         /// Batch size of the timed calls.
         #[arg(long, default_value_t = 256)]
         batch: i64,
@@ -324,11 +339,15 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
         for (i, e) in suite.suite.entries.iter().enumerate() {
             let m = &models[i];
             println!(
-                "  {}: scenario {} ({}), model {} latent {:?}, planner {}, {} episodes",
+                "  {}: scenario {} ({}), model {}{} latent {:?}, planner {}, {} episodes",
                 e.name,
                 suite.scenarios[i].0,
                 suite.scenarios[i].1.kind(),
                 m.name(),
+                match m.precision() {
+                    Precision::Fp32 => String::new(),
+                    p => format!(" in {p}"),
+                },
                 m.latent_shape(),
                 e.planner.name(),
                 suite.episodes(i)
@@ -367,7 +386,7 @@ fn cmd_validate(file: &Path, device: DeviceChoice) -> Result<()> {
 }
 
 fn cmd_run(args: RunArgs) -> Result<()> {
-    let (suite_path, out, shard, device) = if let Some(dir) = &args.resume {
+    let (suite_path, out, shard, device, precision) = if let Some(dir) = &args.resume {
         let m: runner::Manifest =
             serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).with_context(
                 || format!("{}: no run.json; not a zplan run directory", dir.display()),
@@ -389,7 +408,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
                 );
             }
         }
-        (m.suite_path.clone(), dir.clone(), m.shard, dev)
+        let precision = args.precision.or(m.precision);
+        (m.suite_path.clone(), dir.clone(), m.shard, dev, precision)
     } else {
         let suite_arg = args
             .suite
@@ -412,9 +432,21 @@ fn cmd_run(args: RunArgs) -> Result<()> {
             }
             d
         });
-        (suite_arg, out, shard, args.device)
+        (suite_arg, out, shard, args.device, args.precision)
     };
-    let suite = LoadedSuite::load(&suite_path)?;
+    let suite = LoadedSuite::load(&suite_path)?.with_precision(precision);
+    if let Some(p) = precision {
+        let sims = suite
+            .models
+            .iter()
+            .filter(|m| **m == zplan_models::ModelSpec::Sim)
+            .count();
+        if p != Precision::Fp32 && sims > 0 {
+            eprintln!(
+                "zplan run: --precision {p} applies to the learned models; the {sims} simulator-backed entries have no weights and stay fp32"
+            );
+        }
+    }
     let opts = RunOptions {
         out: out.clone(),
         shard,
@@ -424,9 +456,10 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         filmstrips: true,
     };
     eprintln!(
-        "zplan run: suite {} shard {} -> {}",
+        "zplan run: suite {} shard {}{} -> {}",
         suite_path.display(),
         shard,
+        precision.map_or(String::new(), |p| format!(" precision {p}")),
         out.display()
     );
     zplan::interrupt::install();
@@ -456,13 +489,17 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 
 /// Keeps glibc from returning large temporary buffers to the kernel after every planner
 /// iteration (and faulting them in again on the next): measured as 16 % of a tiny model's plan
-/// time, 10-20 % faster plans with these thresholds.
+/// time, 10-20 % faster plans with these thresholds. Pixel training allocates tensors above
+/// any mmap threshold (a batch of 256 seven-frame windows is 88 MB of images, its first feature
+/// maps 117 MB), so mmap is off altogether (`M_MMAP_MAX` 0): 30 steps of a pixel JEPA took 53 s
+/// instead of 75 s, the difference being page faults on freshly mapped pages.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator thresholds; called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
     }
 }
 
@@ -583,14 +620,34 @@ fn main() -> Result<()> {
             obs_shape,
             action_dim,
             device,
+            precision,
             batch,
             horizon,
         }) => {
             let spec: zplan_models::ModelSpec = model.parse()?;
-            let r = match (scenario, obs_shape, action_dim) {
+            spec.check_precision(precision)?;
+            let opts = zplan_models::LoadOptions {
+                device,
+                precision,
+                ..Default::default()
+            };
+            // Loads the model in `opts`' precision (and in fp32 for the comparison) and
+            // gives the observations to time it on.
+            let (m, reference, b) = match (scenario, obs_shape, action_dim) {
                 (Some(p), _, _) => {
                     let sc = zplan_sim::ScenarioConfig::load(&p)?;
-                    let m = zplan_models::load_model(&spec, &sc, device)?;
+                    let load = |o: zplan_models::LoadOptions| {
+                        zplan_models::load_model_with(&spec, &sc, &o)
+                    };
+                    let m = load(opts)?;
+                    let reference = (precision != Precision::Fp32)
+                        .then(|| {
+                            load(zplan_models::LoadOptions {
+                                precision: Precision::Fp32,
+                                ..opts
+                            })
+                        })
+                        .transpose()?;
                     // Real observations of the scenario (the true state attached for the
                     // simulator-backed model, which encodes it).
                     let mut env = sc.build()?;
@@ -610,15 +667,42 @@ fn main() -> Result<()> {
                         &refs,
                         tch::Device::Cpu,
                     )?;
-                    zplan_models::inspect_with(m.as_ref(), &b, horizon)?
+                    (m, reference, b)
                 }
                 (None, Some(o), Some(a)) => {
                     let obs = zplan_models::state_shape_spec(&o)?;
-                    let m = zplan_models::load_model_for(&spec, &obs, a, device)?;
-                    zplan_models::inspect(m.as_ref(), batch, horizon)?
+                    let load = |o: zplan_models::LoadOptions| {
+                        zplan_models::load_model_for_with(&spec, &obs, a, &o)
+                    };
+                    let m = load(opts)?;
+                    let reference = (precision != Precision::Fp32)
+                        .then(|| {
+                            load(zplan_models::LoadOptions {
+                                precision: Precision::Fp32,
+                                ..opts
+                            })
+                        })
+                        .transpose()?;
+                    if batch < 1 {
+                        bail!("--batch must be at least 1, got {batch}");
+                    }
+                    let b = zplan_models::inspect::random_batch(m.as_ref(), batch)?;
+                    (m, reference, b)
                 }
                 _ => bail!("give --scenario FILE, or --obs-shape D[,D...] and --action-dim A"),
             };
+            if let Some(w) = zplan::info::bf16_emulation_warning([m.as_ref()]) {
+                eprintln!("{w}");
+            }
+            let mut r = zplan_models::inspect_with(m.as_ref(), &b, horizon)?;
+            if let Some(fp32) = &reference {
+                r.vs_fp32 = Some(zplan_models::compare_precision(
+                    fp32.as_ref(),
+                    m.as_ref(),
+                    &b,
+                    horizon,
+                )?);
+            }
             println!("{r}");
         }
     }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use zplan_models::{DeviceChoice, WorldModel};
+use zplan_models::{DeviceChoice, LoadOptions, Precision, WorldModel};
 use zplan_planner::{ActionBounds, Mpc};
 use zplan_sim::{Env, Image};
 
@@ -23,6 +23,10 @@ pub struct Manifest {
     pub shard: Shard,
     /// Device override, if any.
     pub device: Option<String>,
+    /// Precision override of every learned model (`--precision`), if any; absent in
+    /// manifests written before it existed.
+    #[serde(default)]
+    pub precision: Option<Precision>,
     /// zplan version that started the run.
     pub zplan_version: String,
 }
@@ -160,9 +164,9 @@ pub fn check_records(
     Ok(())
 }
 
-/// Loads every model of the suite once (checking shapes against the scenario, and the energy's
-/// latent weights against the model); errors name the entry. Shared by `zplan validate` and
-/// `zplan run`.
+/// Loads every model of the suite once, in its precision ([`LoadedSuite::precision`]),
+/// checking shapes against the scenario and the energy's latent weights against the model;
+/// errors name the entry. Shared by `zplan validate` and `zplan run`.
 ///
 /// `sim_threads` is how many threads each simulator-backed model rolls out on: a runner with
 /// `W` workers passes `cores / W` ([`torch_threads_for`]), so that workers × threads <= cores
@@ -179,13 +183,14 @@ pub fn check_models(
         .enumerate()
         .map(|(i, e)| {
             let ctx = || format!("{}: entry `{}`", suite.path.display(), e.name);
-            let model = zplan_models::load_model_with_threads(
-                &suite.models[i],
-                &suite.scenarios[i].1,
+            let opts = LoadOptions {
                 device,
+                precision: suite.precision(i),
                 sim_threads,
-            )
-            .with_context(|| format!("{}: model", ctx()))?;
+            };
+            let model =
+                zplan_models::load_model_with(&suite.models[i], &suite.scenarios[i].1, &opts)
+                    .with_context(|| format!("{}: model", ctx()))?;
             e.energy.weights_for(model.as_ref()).with_context(ctx)?;
             let latent: i64 = model.latent_shape().iter().product();
             e.planner
@@ -450,6 +455,9 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
     // Threads per worker: libtorch's and the simulator-backed model's pool alike.
     let per_worker = torch_threads_for(opts.workers.unwrap_or_else(cores)) as usize;
     let models = check_models(suite, device, per_worker)?;
+    if let Some(w) = crate::info::bf16_emulation_warning(models.iter().map(|m| m.as_ref())) {
+        eprintln!("{w}");
+    }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
     let _lock = RunLock::acquire(&opts.out)?;
@@ -459,6 +467,7 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
         suite_hash: suite.text_hash(),
         shard: opts.shard,
         device: opts.device.map(|d| d.to_string()),
+        precision: suite.precision_override,
         zplan_version: env!("CARGO_PKG_VERSION").into(),
     };
     if manifest_path.exists() {
@@ -470,6 +479,20 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
                 opts.out.display(),
                 old.suite_path.display(),
                 old.shard
+            );
+        }
+        if old.precision != manifest.precision {
+            let show = |p: Option<Precision>| {
+                p.map_or("without --precision".to_string(), |p| {
+                    format!("with --precision {p}")
+                })
+            };
+            bail!(
+                "{} was run {}, not {}: its records must not mix precisions; resume it without \
+                 --precision (it repeats the run's own), or choose another --out",
+                opts.out.display(),
+                show(old.precision),
+                show(manifest.precision)
             );
         }
     } else {

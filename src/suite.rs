@@ -13,6 +13,7 @@
 //!             energy: (metric: L2, reduction: Sum),
 //!             mpc: (replan_every: 1),
 //!             episodes: 10,
+//!             // precision: Bf16,                    // learned models only; default Fp32
 //!         ),
 //!     ],
 //! )
@@ -20,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use zplan_models::ModelSpec;
+use zplan_models::{ModelSpec, Precision};
 use zplan_planner::{EnergyConfig, MpcConfig, PlannerConfig};
 use zplan_sim::ScenarioConfig;
 
@@ -63,6 +64,18 @@ pub struct Entry {
     /// bound). Defaults to the entry's name.
     #[serde(default)]
     pub seeds_from: Option<String>,
+    /// What the world model computes in: `Fp32` (the default) or `Bf16` (bfloat16 weights and
+    /// latents inside the model; energies and planner statistics stay float32). `Bf16` needs a
+    /// model with weights (`TorchScript` or `Jepa`); `zplan run --precision` overrides it.
+    #[serde(default, deserialize_with = "precision_field")]
+    pub precision: Precision,
+}
+
+/// Deserialises `precision`, naming the field in the error (RON adds the line and column, and
+/// [`Suite::parse`] the entry).
+fn precision_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+    Precision::deserialize(d)
+        .map_err(|e| serde::de::Error::custom(format!("`precision`: {e} (Fp32 or Bf16)")))
 }
 
 impl Entry {
@@ -100,7 +113,10 @@ impl Suite {
                 path: origin.to_string(),
                 line: e.position.line,
                 col: e.position.col,
-                msg: e.code.to_string(),
+                msg: match entry_at(text, e.position.line, e.position.col) {
+                    Some(name) => format!("entry `{name}`: {}", e.code),
+                    None => e.code.to_string(),
+                },
             })
     }
 
@@ -112,6 +128,114 @@ impl Suite {
 
 fn default_episodes() -> u64 {
     10
+}
+
+/// The name of the entry of `entries: [...]` whose text holds the 1-based `line` and `col`
+/// (for error messages): a lexical scan of brackets outside strings and `//` comments, so it
+/// also works on text that does not parse. `None` outside the entries, or for an entry
+/// without a readable `name: "..."`.
+pub fn entry_at(text: &str, line: usize, col: usize) -> Option<String> {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let in_line = text.get(line_start..)?.lines().next().map_or(0, |l| {
+        l.char_indices()
+            .nth(col.saturating_sub(1))
+            .map_or(l.len(), |(i, _)| i)
+    });
+    let target = line_start + in_line;
+    let code = code_only(text);
+    let list = find_key(&code, "entries")?;
+    let mut depth = 0usize;
+    let mut entry = None;
+    for (i, b) in code.bytes().enumerate().skip(list) {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth == 2 {
+                    if i > target {
+                        return None; // between entries
+                    }
+                    entry = Some(i);
+                }
+            }
+            b')' | b']' | b'}' => {
+                if depth == 2 && i >= target {
+                    break; // `target` lies in the entry that closes here
+                }
+                depth = depth.saturating_sub(1);
+                if depth < 2 {
+                    entry = None;
+                }
+                if depth == 0 {
+                    return None; // the list closed before `target`
+                }
+            }
+            _ => {}
+        }
+    }
+    let start = entry?;
+    let name = start + find_key(code.get(start..)?, "name")?;
+    let rest = text.get(name..)?.trim_start();
+    rest.strip_prefix('"')?
+        .split('"')
+        .next()
+        .map(str::to_string)
+}
+
+/// `text` with the contents of string literals and `//` comments blanked out (same length,
+/// the quotes kept), so that brackets and keys are only found in code.
+fn code_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let blank = |out: &mut String, c: char| {
+        out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push('"');
+                while let Some(c) = chars.next() {
+                    if c == '"' {
+                        out.push('"');
+                        break;
+                    }
+                    blank(&mut out, c);
+                    if c == '\\' {
+                        if let Some(escaped) = chars.next() {
+                            blank(&mut out, escaped);
+                        }
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                blank(&mut out, c);
+                while let Some(&c) = chars.peek() {
+                    if c == '\n' {
+                        break;
+                    }
+                    blank(&mut out, c);
+                    chars.next();
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Offset just after the first `key:` in `code` whose `key` is a whole word.
+fn find_key(code: &str, key: &str) -> Option<usize> {
+    code.match_indices(key).find_map(|(i, _)| {
+        let whole = code[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let rest = code[i + key.len()..].trim_start().strip_prefix(':')?;
+        whole.then(|| code.len() - rest.len())
+    })
 }
 
 /// A suite problem, always naming the file (and line/column or entry) it comes from.
@@ -174,6 +298,9 @@ pub struct LoadedSuite {
     pub scenarios: Vec<(String, ScenarioConfig)>,
     /// Per entry: the model spec with paths made absolute.
     pub models: Vec<ModelSpec>,
+    /// A precision for every learned model, overriding the entries' `precision`
+    /// (`zplan run --precision`; [`LoadedSuite::with_precision`]).
+    pub precision_override: Option<Precision>,
 }
 
 impl LoadedSuite {
@@ -249,6 +376,14 @@ impl LoadedSuite {
             e.energy
                 .validate()
                 .map_err(|err| bad(format!("energy: {err}")))?;
+            if e.model.check_precision(e.precision).is_err() {
+                return Err(bad(format!(
+                    "`precision: {:?}` needs a model with weights (TorchScript or Jepa); the \
+                     simulator-backed model `Sim` has none and always computes in float32: \
+                     remove `precision` or write `precision: Fp32`",
+                    e.precision
+                )));
+            }
             // Every episode's record stays in memory for the report: its distance trace and
             // plan latencies grow with the episode's steps.
             let episodes = e.episodes.unwrap_or(suite.episodes);
@@ -291,7 +426,30 @@ impl LoadedSuite {
             suite,
             scenarios,
             models,
+            precision_override: None,
         })
+    }
+
+    /// The suite with every learned model (TorchScript, Jepa) computing in `precision`
+    /// whatever its entry says (`None`: each entry's own). Simulator-backed entries keep
+    /// float32: they have no weights, as `--device` leaves them on the CPU.
+    pub fn with_precision(mut self, precision: Option<Precision>) -> Self {
+        self.precision_override = precision;
+        self
+    }
+
+    /// The precision entry `i`'s model computes in: the override for learned models, else
+    /// the entry's own `precision` (float32 for entries that do not exist).
+    pub fn precision(&self, i: usize) -> Precision {
+        let own = self
+            .suite
+            .entries
+            .get(i)
+            .map_or(Precision::Fp32, |e| e.precision);
+        match (self.precision_override, self.models.get(i)) {
+            (Some(p), Some(m)) if m.check_precision(p).is_ok() => p,
+            _ => own,
+        }
     }
 
     /// Episodes of entry `i`.
@@ -318,4 +476,94 @@ pub fn text_hash(text: &str) -> String {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     });
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUITE: &str = r#"// A comment with entries: [ ( name: "not this" ) ]
+Suite(
+    name: "s",
+    entries: [
+        (
+            name: "reach/jepa",
+            scenario: File("reach.ron"),
+            model: Jepa("m"),
+            planner: Cem(samples: 10, elites: 2, iterations: 1, horizon: 4),
+            precision: Bf16,
+        ),
+        (
+            name: "reach/sim", // a comment with ( and "
+            scenario: File("reach.ron"),
+            model: Sim,
+            planner: Cem(samples: 10, elites: 2, iterations: 1, horizon: 4),
+            precision: Bf32,
+        ),
+    ],
+)
+"#;
+
+    #[test]
+    fn precision_parses_and_defaults_to_fp32() {
+        let text = SUITE.replace("Bf32", "Fp32");
+        let suite = Suite::parse(&text, "s.ron").unwrap();
+        assert_eq!(suite.entries[0].precision, Precision::Bf16);
+        assert_eq!(suite.entries[1].precision, Precision::Fp32);
+        let text = SUITE.replace("            precision: Bf32,\n", "");
+        let suite = Suite::parse(&text, "s.ron").unwrap();
+        assert_eq!(suite.entries[1].precision, Precision::Fp32);
+    }
+
+    #[test]
+    fn a_bad_precision_names_the_file_position_entry_and_field() {
+        let err = Suite::parse(SUITE, "s.ron").unwrap_err().to_string();
+        assert!(
+            err.starts_with("s.ron:17:") && err.contains("entry `reach/sim`: `precision`:"),
+            "{err}"
+        );
+        assert!(
+            err.contains("Bf32") && err.contains("Fp32 or Bf16"),
+            "{err}"
+        );
+        // Lower case is the command line's spelling, not RON's.
+        let err = Suite::parse(&SUITE.replace("Bf16", "bf16"), "s.ron")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entry `reach/jepa`: `precision`"), "{err}");
+    }
+
+    #[test]
+    fn entry_at_finds_the_entry_around_a_position() {
+        assert_eq!(entry_at(SUITE, 7, 20).as_deref(), Some("reach/jepa"));
+        assert_eq!(entry_at(SUITE, 17, 24).as_deref(), Some("reach/sim"));
+        // The suite's own fields, the comment line, between entries, after the list.
+        for (line, col) in [(3, 5), (1, 10), (11, 11), (20, 1), (21, 1), (99, 1)] {
+            assert_eq!(entry_at(SUITE, line, col), None, "{line}:{col}");
+        }
+        assert_eq!(entry_at("Suite(name: \"x\")", 1, 3), None);
+    }
+
+    #[test]
+    fn the_override_applies_to_learned_models_only() {
+        let text = SUITE.replace("Bf32", "Fp32");
+        let suite = Suite::parse(&text, "s.ron").unwrap();
+        let loaded = LoadedSuite {
+            path: "s.ron".into(),
+            text: text.clone(),
+            models: suite.entries.iter().map(|e| e.model.clone()).collect(),
+            scenarios: Vec::new(),
+            suite,
+            precision_override: None,
+        };
+        assert_eq!(loaded.precision(0), Precision::Bf16);
+        let fp32 = loaded.clone().with_precision(Some(Precision::Fp32));
+        assert_eq!(fp32.precision(0), Precision::Fp32);
+        let bf16 = loaded.with_precision(Some(Precision::Bf16));
+        assert_eq!(
+            (bf16.precision(0), bf16.precision(1)),
+            (Precision::Bf16, Precision::Fp32)
+        );
+        assert_eq!(bf16.precision(7), Precision::Fp32);
+    }
 }

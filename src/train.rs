@@ -75,6 +75,14 @@ pub struct TrainConfig {
     /// Pixel models: layer-normalise the image latent.
     #[serde(default = "default_true")]
     pub image_layer_norm: bool,
+    /// Pixel models: keypoints of a spatial soft-argmax image head (0: the linear head). The
+    /// scene latent is then `2 × keypoints` entries and `latent_dim` is set from it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keypoints: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 fn default_true() -> bool {
@@ -109,6 +117,7 @@ impl Default for TrainConfig {
             proprio_latent_dim: default_proprio_latent_dim(),
             conv_widths: Vec::new(),
             image_layer_norm: true,
+            keypoints: 0,
         }
     }
 }
@@ -139,6 +148,9 @@ impl TrainConfig {
         nonneg("var-weight", self.var_weight)?;
         nonneg("cov-weight", self.cov_weight)?;
         nonneg("inverse-weight", self.inverse_weight)?;
+        if !(0..=256).contains(&self.keypoints) {
+            bail!("--keypoints must be in 1..=256, got {}", self.keypoints);
+        }
         if !self.proprio.is_empty() {
             pos("proprio-latent-dim", self.proprio_latent_dim as f64)?;
             if self.proprio_latent_dim >= self.latent_dim {
@@ -723,6 +735,9 @@ pub fn train(
     progress: bool,
 ) -> Result<TrainReport> {
     cfg.validate()?;
+    if cfg.keypoints > 0 {
+        bail!("--keypoints is an image encoder head: it needs a camera dataset (an `image` field)");
+    }
     let started = Instant::now();
     let s = data.obs.size();
     let (n_ep, t1, d) = (s[0], s[1], s[2]);

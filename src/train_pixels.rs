@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
-use zplan_models::jepa::{JepaConfig, JepaNets, ObsNorm, TargetEncoder};
+use zplan_models::jepa::{ImageHead, JepaConfig, JepaNets, ObsNorm, TargetEncoder};
 use zplan_obs::{ObsSpec, IMAGE, PROPRIO};
 
 /// Validation windows kept in memory.
@@ -189,6 +189,18 @@ pub fn train_pixels(
         .context("the dataset has no observation spec")?;
     let image = obs.field(IMAGE).context("no image field")?.clone();
     let proprio_dim = obs.field(PROPRIO).map_or(0, |f| f.numel() as i64);
+    // With a keypoint head the latent size follows from the keypoints; the recorded training
+    // config says so.
+    let mut cfg = cfg.clone();
+    if cfg.keypoints > 0 {
+        cfg.latent_dim = 2 * cfg.keypoints
+            + if proprio_dim > 0 {
+                cfg.proprio_latent_dim
+            } else {
+                0
+            };
+    }
+    let cfg = &cfg;
     let src = Source {
         dir,
         meta,
@@ -270,10 +282,19 @@ pub fn train_pixels(
             im.widths = cfg.conv_widths.clone();
         }
         im.layer_norm = cfg.image_layer_norm;
+        if cfg.keypoints > 0 {
+            im.head = ImageHead::Keypoints {
+                count: cfg.keypoints,
+            };
+        }
     }
     if proprio_dim > 0 {
         jcfg.proprio_latent_dim = cfg.proprio_latent_dim;
         jcfg.enc_hidden = cfg.hidden.min(128);
+        jcfg.enc_layers = cfg.enc_layers;
+    }
+    if cfg.keypoints > 0 {
+        jcfg.latent_dim = cfg.latent_dim;
     }
     if cfg.inverse_weight > 0.0 {
         jcfg.inverse_hidden = cfg.hidden;

@@ -180,6 +180,21 @@ fn bench_plan_on_native_jepa_models_counts_flops() {
         assert!(report["arithmetic"]["flops_per_plan"].as_f64().unwrap() > 0.0);
         assert_eq!(report["plan"]["all_ms"].as_array().unwrap().len(), 3);
     }
+    // The device-resident CEM population: one download per plan, the same rollouts asked for.
+    let mut args = vec!["bench-plan", "--model", path.to_str().unwrap()];
+    args.extend(["--obs-shape", "4", "--action-dim", "2", "--planner", "cem"]);
+    args.extend(["--backend", "device", "--matmul-size", "64", "--json"]);
+    args.push(json.to_str().unwrap());
+    args.extend(SMALL);
+    last_line(&zplan(&args));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let planner = report["planner"].as_str().unwrap();
+    assert!(
+        planner.replace(' ', "").contains("backend:Device"),
+        "{planner}"
+    );
+    assert_eq!(report["calls"].as_array().unwrap().len(), 2, "{report}");
     // Fresh networks need no file, with the CPU clock.
     let mut args = vec!["bench-plan", "--model", "jepa-new", "--obs-shape", "4"];
     args.extend(["--action-dim", "2", "--latent-dim", "8", "--hidden", "16"]);
@@ -236,6 +251,10 @@ fn bench_plan_bad_inputs_fail_clearly() {
     jepa_new_fails_with(
         &["--rollout-threads", "2", "--threads", "2"],
         "leave --threads at 1",
+    );
+    jepa_new_fails_with(
+        &["--planner", "mppi", "--backend", "device"],
+        "--backend device is a CEM backend",
     );
 }
 

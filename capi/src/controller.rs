@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use zplan::suite::{Entry, ScenarioRef};
-use zplan_models::{load_model_with_threads, DeviceChoice, ModelSpec, WorldModel};
+use zplan_models::{load_model_with, DeviceChoice, LoadOptions, ModelSpec, Precision, WorldModel};
 use zplan_obs::{ObsSpec, Observation, STATE};
 use zplan_planner::{
     duration_percentile, ActionBounds, Controller, ControllerOptions, ControllerReport,
@@ -329,8 +329,16 @@ impl ControllerEntry {
 
 static CONTROLLERS: Registry<ControllerEntry> = Registry::new("controller");
 
-fn controller_of(ctl: *const ZplanController) -> Result<Arc<ControllerEntry>> {
+pub(crate) fn controller_of(ctl: *const ZplanController) -> Result<Arc<ControllerEntry>> {
     CONTROLLERS.get(ctl, "ctl")
+}
+
+impl ControllerEntry {
+    /// What the controller's model computes in (the entry's `precision`).
+    #[cfg(test)]
+    pub(crate) fn model_precision(&self) -> Precision {
+        self.model.precision()
+    }
 }
 
 /// Milliseconds as a duration, refusing negative, non-finite and huge values.
@@ -420,7 +428,7 @@ fn build(
     energy: EnergyConfig,
     mpc: &MpcConfig,
     opts: &ZplanControllerOptions,
-    device: Option<&str>,
+    (device, precision): (Option<&str>, Precision),
 ) -> Result<ControllerEntry> {
     planner
         .validate()
@@ -431,7 +439,15 @@ fn build(
     mpc.validate_for_horizon(planner.horizon())
         .map_err(Error::config)?;
     let (options, device, sim_threads) = resolve(opts, device, mpc)?;
-    let model = load_model_with_threads(model, scenario, device, sim_threads)
+    model
+        .check_precision(precision)
+        .map_err(|e| Error::config(format!("precision: {e}")))?;
+    let load = LoadOptions {
+        device,
+        precision,
+        sim_threads,
+    };
+    let model = load_model_with(model, scenario, &load)
         .map_err(|e| Error::new(ZplanStatus::Model, e.to_string()))?;
     let spec = scenario.spec();
     let bounds = ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())
@@ -599,7 +615,7 @@ pub unsafe extern "C" fn zplan_controller_create_from_entry(
             entry.energy.clone(),
             &entry.mpc,
             &opts,
-            device,
+            (device, entry.precision),
         )
         .map_err(|e| match e.status {
             // Name the entry in problems with its contents, not with the options.
@@ -669,7 +685,15 @@ pub unsafe extern "C" fn zplan_controller_create(
             }
             None => MpcConfig::default(),
         };
-        let built = build(&scenario, &model, planner, energy, &mpc, &opts, device)?;
+        let built = build(
+            &scenario,
+            &model,
+            planner,
+            energy,
+            &mpc,
+            &opts,
+            (device, Precision::Fp32),
+        )?;
         // SAFETY: `out` is not NULL (checked) and writable by the contract.
         unsafe { register(built, out) }
     })

@@ -940,6 +940,19 @@ fn bad_configurations_are_refused_with_a_message_naming_the_problem() {
         create_from_entry(&ENTRY.replace("model: Sim", "model: Jepa(\"../models/trained/reach\")"));
     assert_eq!(s, S::Ok, "{}", last_error());
     assert_eq!(destroy(ctl), S::Ok);
+    // The entry's `precision` is honoured: bf16 for a model with weights, refused for Sim.
+    let (s, _) = create_from_entry(&ENTRY.replace("model: Sim,", "model: Sim, precision: Bf16,"));
+    expect_err(s, S::Config, &["precision", "Sim"]);
+    let (s, ctl) = create_from_entry(&ENTRY.replace(
+        "model: Sim,",
+        "model: Jepa(\"../models/trained/reach\"), precision: Bf16,",
+    ));
+    assert_eq!(s, S::Ok, "{}", last_error());
+    let precision = crate::controller::controller_of(ctl)
+        .map(|e| e.model_precision())
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(precision, zplan_models::Precision::Bf16);
+    assert_eq!(destroy(ctl), S::Ok);
 
     let (path, sim, cem) = (
         reach_path(),

@@ -76,8 +76,9 @@ pub enum ModelError {
         actual: String,
     },
 
-    /// A tensor had the wrong element type (the contract is float32).
-    #[error("model `{model}`: {what} of `{method}` is {actual}, expected float32")]
+    /// A tensor had the wrong element type (the contract is float32; bfloat16 is accepted
+    /// from a model loaded with precision bf16).
+    #[error("model `{model}`: {what} of `{method}` is {actual}, expected {expected}")]
     WrongKind {
         /// Model identity.
         model: String,
@@ -87,6 +88,8 @@ pub enum ModelError {
         what: &'static str,
         /// The element type found.
         actual: String,
+        /// The element types accepted.
+        expected: &'static str,
     },
 
     /// A load-time probe did not finish in time (a method that never returns).
@@ -169,6 +172,10 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+
+    /// A precision could not be parsed, or the model cannot compute in it.
+    #[error("{0}")]
+    Precision(String),
 
     /// A device string could not be parsed or the device is not available.
     #[error("device: {0}")]

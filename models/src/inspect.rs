@@ -2,7 +2,7 @@
 
 use crate::device::device_name;
 use crate::util::{fmt_shape, seeded_uniform};
-use crate::{ModelError, ObsBatch, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Precision, Result, WorldModel};
 use std::time::Instant;
 use tch::{Device, Kind};
 use zplan_obs::Dtype;
@@ -22,6 +22,11 @@ pub struct InspectReport {
     pub latent_shape: Vec<i64>,
     /// Whether `rollout_grad` is supported.
     pub supports_grad: bool,
+    /// The precision the model computes in.
+    pub precision: Precision,
+    /// How far its latents and predictions are from the float32 model's on the same inputs
+    /// (filled in by the caller with [`compare_precision`]; `None` for float32).
+    pub vs_fp32: Option<PrecisionDiff>,
     /// Flattened latent entries of the agent's own state (`WorldModel::proprio_latent`).
     pub proprio_latent: Option<std::ops::Range<usize>>,
     /// Batch size used for timing.
@@ -50,6 +55,16 @@ impl std::fmt::Display for InspectReport {
             "gradients:      {}",
             if self.supports_grad { "yes" } else { "no" }
         )?;
+        match self.precision {
+            Precision::Fp32 => writeln!(f, "precision:      fp32")?,
+            Precision::Bf16 => writeln!(
+                f,
+                "precision:      bf16 (weights and latents; float32 in and out)"
+            )?,
+        }
+        if let Some(d) = &self.vs_fp32 {
+            writeln!(f, "{d}")?;
+        }
         if let Some(r) = &self.proprio_latent {
             writeln!(f, "proprio latent: entries {}..{}", r.start, r.end)?;
         }
@@ -164,6 +179,8 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &ObsBatch, horizon: i64) -> Res
         action_dim: model.action_dim(),
         latent_shape: model.latent_shape().to_vec(),
         supports_grad: model.supports_grad(),
+        precision: model.precision(),
+        vs_fp32: None,
         proprio_latent: model.proprio_latent(),
         batch,
         horizon,
@@ -171,5 +188,105 @@ pub fn inspect_with(model: &dyn WorldModel, obs: &ObsBatch, horizon: i64) -> Res
         encode_ms,
         rollout_ms,
         latent_steps_per_s: (batch * horizon) as f64 / (rollout_ms / 1e3).max(1e-12),
+    })
+}
+
+/// How far a model computing in another precision is from the same model in float32, on the
+/// same observations and actions ([`compare_precision`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PrecisionDiff {
+    /// The precision compared with float32.
+    pub precision: Precision,
+    /// Largest `|z - z_fp32|` over the batch's latents.
+    pub latent_max_abs: f64,
+    /// `latent_max_abs / max |z_fp32|`.
+    pub latent_rel: f64,
+    /// Horizon of the compared rollouts.
+    pub horizon: i64,
+    /// Largest `|pred - pred_fp32|` over every predicted latent, each model rolling out from
+    /// its own encoding (so encoder and predictor errors add up, as in planning).
+    pub rollout_max_abs: f64,
+    /// `rollout_max_abs / max |pred_fp32|`.
+    pub rollout_rel: f64,
+}
+
+impl std::fmt::Display for PrecisionDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} vs fp32:   latents max |diff| {:.2e} ({:.2} % of max |z|), rollout H={} max |diff| {:.2e} ({:.2} %)",
+            self.precision,
+            self.latent_max_abs,
+            100.0 * self.latent_rel,
+            self.horizon,
+            self.rollout_max_abs,
+            100.0 * self.rollout_rel
+        )
+    }
+}
+
+/// Encodes `obs` and rolls the latents out `horizon` steps (seeded actions uniform in
+/// `[-1, 1]`, the same for both) with `fp32` and with `other` (the same model loaded in
+/// another precision), and reports the largest absolute and relative differences.
+///
+/// # Errors
+/// Any error of either model; [`ModelError::InvalidConfig`] for `horizon < 1` or models whose
+/// latent shapes differ.
+pub fn compare_precision(
+    fp32: &dyn WorldModel,
+    other: &dyn WorldModel,
+    obs: &ObsBatch,
+    horizon: i64,
+) -> Result<PrecisionDiff> {
+    if horizon < 1 || fp32.latent_shape() != other.latent_shape() {
+        return Err(ModelError::InvalidConfig(format!(
+            "comparing precisions needs horizon >= 1 (got {horizon}) and the same latent shape (got {} and {})",
+            fmt_shape(fp32.latent_shape()),
+            fmt_shape(other.latent_shape())
+        )));
+    }
+    let _guard = tch::no_grad_guard();
+    let batch = obs.batch_size();
+    let actions = seeded_uniform(
+        &[batch, horizon, fp32.action_dim()],
+        -1.0,
+        1.0,
+        3,
+        fp32.device(),
+    )?;
+    let torch = |source| ModelError::Torch {
+        context: "comparing precisions".into(),
+        source,
+    };
+    // (max |a - b|, max |b|), in float64 on the host.
+    let diff = |a: &tch::Tensor, b: &tch::Tensor| -> Result<(f64, f64)> {
+        let a = a
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_to_kind(Kind::Double));
+        let b = b
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_to_kind(Kind::Double));
+        let (a, b) = (a.map_err(torch)?, b.map_err(torch)?);
+        let max_abs = |t: &tch::Tensor| {
+            t.f_abs()
+                .and_then(|t| t.f_max())
+                .and_then(|t| t.f_double_value(&[]))
+                .map_err(torch)
+        };
+        Ok((max_abs(&a.f_sub(&b).map_err(torch)?)?, max_abs(&b)?))
+    };
+    let z32 = fp32.encode(obs)?;
+    let z = other.encode(obs)?;
+    let (latent_max_abs, z_scale) = diff(&z, &z32)?;
+    let pred32 = fp32.rollout(&z32, &actions)?;
+    let pred = other.rollout(&z, &actions)?;
+    let (rollout_max_abs, pred_scale) = diff(&pred, &pred32)?;
+    Ok(PrecisionDiff {
+        precision: other.precision(),
+        latent_max_abs,
+        latent_rel: latent_max_abs / z_scale.max(f64::MIN_POSITIVE),
+        horizon,
+        rollout_max_abs,
+        rollout_rel: rollout_max_abs / pred_scale.max(f64::MIN_POSITIVE),
     })
 }

@@ -15,6 +15,8 @@
 //! Suite files and the command line name a model with a [`ModelSpec`]; [`load_model`] loads it
 //! for a scenario on a [`DeviceChoice`] (CUDA when available by default, never hard-coded) and
 //! checks that it fits the scenario. [`inspect()`] times a batched encode and rollout.
+//! [`load_model_with`] also takes a [`Precision`]: with [`Precision::Bf16`] TorchScript and
+//! native JEPA models compute in bfloat16 while every tensor they hand out stays float32.
 //!
 //! All models are `Send + Sync`: one loaded model serves several planner threads. Inference runs
 //! without autograd whatever the calling thread's grad mode; bad inputs and bad model files are
@@ -59,6 +61,7 @@ pub mod inspect;
 pub mod jepa;
 pub mod obs;
 pub mod parallel;
+pub mod precision;
 #[cfg(feature = "sim")]
 pub mod sim_model;
 pub mod spec;
@@ -66,19 +69,20 @@ pub mod torchscript;
 mod util;
 pub mod world_model;
 
-pub use device::{device_name, flush_denormals, DeviceChoice};
+pub use device::{device_name, flush_denormals, CpuBf16, DeviceChoice};
 pub use error::{ModelError, Result};
-pub use inspect::{inspect, inspect_with, InspectReport};
+pub use inspect::{compare_precision, inspect, inspect_with, InspectReport, PrecisionDiff};
 pub use jepa::{
     Activation, JepaConfig, JepaModel, JepaNets, JepaSidecar, Mlp, ObsNorm, TargetEncoder,
 };
 pub use obs::{state_shape_spec, state_spec, ObsBatch};
 pub use parallel::ParallelRollout;
+pub use precision::Precision;
 #[cfg(feature = "sim")]
 pub use sim_model::SimModel;
-pub use spec::{check_fits, load_model_for, ModelSpec};
+pub use spec::{check_fits, load_model_for, load_model_for_with, LoadOptions, ModelSpec};
 #[cfg(feature = "sim")]
-pub use spec::{load_model, load_model_with_threads};
+pub use spec::{load_model, load_model_with, load_model_with_threads};
 pub use torchscript::TorchScriptModel;
 pub use world_model::{Rollout, WorldModel};
 pub use zplan_obs::{self as observation, Dtype, FieldSpec, ObsSpec, Observation};

@@ -199,6 +199,9 @@ impl WorldModel for ParallelRollout {
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
     }
+    fn precision(&self) -> crate::Precision {
+        self.inner.precision()
+    }
     fn supports_grad(&self) -> bool {
         self.inner.supports_grad()
     }

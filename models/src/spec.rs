@@ -2,7 +2,7 @@
 
 #[cfg(feature = "sim")]
 use crate::SimModel;
-use crate::{DeviceChoice, JepaModel, ModelError, Result, TorchScriptModel, WorldModel};
+use crate::{DeviceChoice, JepaModel, ModelError, Precision, Result, TorchScriptModel, WorldModel};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -33,6 +33,23 @@ impl ModelSpec {
         match self {
             ModelSpec::TorchScript(p) | ModelSpec::Jepa(p) => Some(Path::new(p)),
             ModelSpec::Sim => None,
+        }
+    }
+
+    /// Whether the model can compute in `precision`: every model computes in float32;
+    /// TorchScript and native JEPA models also in bfloat16, the simulator-backed model (no
+    /// weights) not.
+    ///
+    /// # Errors
+    /// [`ModelError::Precision`] for [`ModelSpec::Sim`] with [`Precision::Bf16`], saying why.
+    pub fn check_precision(&self, precision: Precision) -> Result<()> {
+        match (self, precision) {
+            (ModelSpec::Sim, Precision::Bf16) => Err(ModelError::Precision(
+                "precision bf16 needs a model with weights (TorchScript or Jepa); the \
+                 simulator-backed model (`Sim`) has none and computes in float32: use fp32"
+                    .into(),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -97,6 +114,30 @@ impl FromStr for ModelSpec {
     }
 }
 
+/// How to load a model: the device, the precision it computes in, and the threads of the
+/// simulator-backed model ([`load_model_with`], [`load_model_for_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Where learned models compute (the simulator-backed model always runs on the CPU).
+    pub device: DeviceChoice,
+    /// What they compute in ([`Precision::Bf16`] is refused for the simulator-backed model).
+    pub precision: Precision,
+    /// Threads the simulator-backed model rolls out on (`SimModel::with_threads`); the
+    /// other models ignore it.
+    pub sim_threads: usize,
+}
+
+impl Default for LoadOptions {
+    /// `auto` device, float32, and the simulator on every core.
+    fn default() -> Self {
+        LoadOptions {
+            device: DeviceChoice::Auto,
+            precision: Precision::Fp32,
+            sim_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
 /// Loads the model `spec` names for `scenario` on `device`, and checks that the scenario
 /// observes every field the model reads (same dtype and shape) and that the action sizes agree.
 /// A TorchScript model is given the scenario's whole observation.
@@ -133,22 +174,46 @@ pub fn load_model_with_threads(
     device: DeviceChoice,
     sim_threads: usize,
 ) -> Result<Arc<dyn WorldModel>> {
+    let opts = LoadOptions {
+        device,
+        precision: Precision::Fp32,
+        sim_threads,
+    };
+    load_model_with(spec, scenario, &opts)
+}
+
+/// [`load_model`] with every option: device, precision ([`Precision::Bf16`] converts a
+/// TorchScript or native JEPA model's weights to bfloat16) and simulator threads.
+///
+/// # Errors
+/// As [`load_model`]; [`ModelError::InvalidConfig`] for 0 threads; [`ModelError::Precision`]
+/// for bf16 with the simulator-backed model ([`ModelSpec::check_precision`]).
+#[cfg(feature = "sim")]
+pub fn load_model_with(
+    spec: &ModelSpec,
+    scenario: &ScenarioConfig,
+    opts: &LoadOptions,
+) -> Result<Arc<dyn WorldModel>> {
+    spec.check_precision(opts.precision)?;
     let env_spec = scenario.spec();
     let obs_spec = env_spec.observation.clone();
     let action_dim = env_spec.action_dim() as i64;
     let context = format!("scenario `{}`", scenario.kind());
     let model: Arc<dyn WorldModel> = match spec {
-        ModelSpec::Sim => Arc::new(SimModel::from_config(scenario)?.with_threads(sim_threads)?),
-        ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load(
+        ModelSpec::Sim => {
+            Arc::new(SimModel::from_config(scenario)?.with_threads(opts.sim_threads)?)
+        }
+        ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load_with_precision(
             path,
             &obs_spec,
             action_dim,
-            device.resolve()?,
+            opts.device.resolve()?,
+            opts.precision,
         )?),
         ModelSpec::Jepa(path) => {
-            let model = JepaModel::load(path, device.resolve()?)?;
+            let model = JepaModel::load(path, opts.device.resolve()?)?;
             check_trained_for(&model, scenario)?;
-            Arc::new(model)
+            Arc::new(model.with_precision(opts.precision)?)
         }
     };
     check_fits(model.as_ref(), &obs_spec, action_dim, &context)?;
@@ -166,19 +231,43 @@ pub fn load_model_for(
     action_dim: i64,
     device: DeviceChoice,
 ) -> Result<Arc<dyn WorldModel>> {
+    let opts = LoadOptions {
+        device,
+        ..LoadOptions::default()
+    };
+    load_model_for_with(spec, obs_spec, action_dim, &opts)
+}
+
+/// [`load_model_for`] with a precision (`opts.sim_threads` is unused: the simulator-backed
+/// model needs a scenario).
+///
+/// # Errors
+/// As [`load_model_for`], and [`ModelSpec::check_precision`]'s.
+pub fn load_model_for_with(
+    spec: &ModelSpec,
+    obs_spec: &ObsSpec,
+    action_dim: i64,
+    opts: &LoadOptions,
+) -> Result<Arc<dyn WorldModel>> {
+    spec.check_precision(opts.precision)?;
     let model: Arc<dyn WorldModel> = match spec {
         ModelSpec::Sim => {
             return Err(ModelError::InvalidConfig(
                 "the simulator-backed model needs a scenario".into(),
             ));
         }
-        ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load(
+        ModelSpec::TorchScript(path) => Arc::new(TorchScriptModel::load_with_precision(
             path,
             obs_spec,
             action_dim,
-            device.resolve()?,
+            opts.device.resolve()?,
+            opts.precision,
         )?),
-        ModelSpec::Jepa(path) => Arc::new(JepaModel::load(path, device.resolve()?)?),
+        ModelSpec::Jepa(path) => Arc::new(JepaModel::load_with_precision(
+            path,
+            opts.device.resolve()?,
+            opts.precision,
+        )?),
     };
     check_fits(model.as_ref(), obs_spec, action_dim, "the requested sizes")?;
     Ok(model)
@@ -305,6 +394,27 @@ mod tests {
         ] {
             assert_eq!(spec.to_string().parse::<ModelSpec>().unwrap(), spec);
         }
+    }
+
+    #[test]
+    fn bf16_needs_weights() {
+        for spec in [
+            ModelSpec::Jepa("m".into()),
+            ModelSpec::TorchScript("m.pt".into()),
+        ] {
+            for p in Precision::ALL {
+                assert!(spec.check_precision(p).is_ok());
+            }
+        }
+        assert!(ModelSpec::Sim.check_precision(Precision::Fp32).is_ok());
+        let err = ModelSpec::Sim
+            .check_precision(Precision::Bf16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`Sim`") && err.contains("no") && err.contains("weights"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! World models brought from PyTorch as TorchScript modules.
 
 use crate::error::{summarize, TchContext};
-use crate::util::{fmt_shape, seeded_uniform, to_float_on, validate_shape, Site};
-use crate::{ModelError, ObsBatch, Result, WorldModel};
+use crate::util::{fmt_shape, seeded_uniform, to_float_on, to_kind, validate_shape, Site};
+use crate::{ModelError, ObsBatch, Precision, Result, WorldModel};
 use std::path::{Path, PathBuf};
-use tch::{CModule, Device, IValue, Tensor};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 use zplan_obs::{Dtype, ObsSpec};
 
 /// Batch size of the load-time probe.
@@ -28,6 +28,11 @@ const PROBE_HORIZON: i64 = 3;
 ///
 /// Parameters are frozen at load (`requires_grad = false`): inference never records autograd,
 /// and [`WorldModel::rollout_grad`] differentiates with respect to the actions only.
+///
+/// With [`Precision::Bf16`] ([`TorchScriptModel::load_with_precision`]) the module's floating
+/// point parameters and buffers are converted to bfloat16 (`module.to(torch.bfloat16)`), every
+/// input is converted to bfloat16 before a method is called, and outputs (bfloat16, or float32
+/// if the module converts them itself) are returned as float32.
 #[derive(Debug)]
 pub struct TorchScriptModel {
     // `CModule` is `Send + Sync`: TorchScript methods may be called from several threads.
@@ -39,6 +44,7 @@ pub struct TorchScriptModel {
     action_dim: i64,
     latent_shape: Vec<i64>,
     has_rollout: bool,
+    precision: Precision,
 }
 
 /// Time limit of a TorchScript model's load-time probe: `ZPLAN_PROBE_TIMEOUT_S` seconds,
@@ -95,6 +101,24 @@ impl TorchScriptModel {
         action_dim: i64,
         device: Device,
     ) -> Result<Self> {
+        Self::load_with_precision(path, obs_spec, action_dim, device, Precision::Fp32)
+    }
+
+    /// [`TorchScriptModel::load`] computing in `precision`: with [`Precision::Bf16`] the
+    /// module's floating-point parameters and buffers are converted to bfloat16 before the
+    /// probe, which then runs in bfloat16.
+    ///
+    /// # Errors
+    /// As [`TorchScriptModel::load`]; a module that cannot compute in bfloat16 (one that
+    /// creates float32 tensors and mixes them with its bfloat16 inputs) fails the probe with
+    /// [`ModelError::Torch`], whose message says so.
+    pub fn load_with_precision(
+        path: impl AsRef<Path>,
+        obs_spec: &ObsSpec,
+        action_dim: i64,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         for f in obs_spec.fields() {
             let shape: Vec<i64> = f.shape.iter().map(|&d| d as i64).collect();
@@ -115,6 +139,9 @@ impl TorchScriptModel {
         module
             .f_set_eval()
             .ctx(|| format!("{name}: switching to eval mode"))?;
+        if precision != Precision::Fp32 {
+            convert_module(&mut module, device, precision.kind(), &name)?;
+        }
         for (pname, mut p) in module
             .named_parameters()
             .ctx(|| format!("{name}: listing parameters"))?
@@ -141,12 +168,14 @@ impl TorchScriptModel {
             action_dim,
             latent_shape: Vec::new(),
             has_rollout,
+            precision,
         };
         let model = probe_with_time_limit(model)?;
         tracing::debug!(
             model = %model.name,
             latent = %fmt_shape(&model.latent_shape),
             rollout = model.has_rollout,
+            precision = %model.precision,
             "loaded TorchScript world model"
         );
         Ok(model)
@@ -170,12 +199,11 @@ impl TorchScriptModel {
             inputs.push((f.name.clone(), t));
         }
         let z = self.call_encode(inputs)?;
+        let z_size = z.size();
         let site = Site {
             model: &self.name,
             method: "encode",
         };
-        site.check_float("output", &z)?;
-        let z_size = z.size();
         if z_size.len() < 2 || z_size[0] != b {
             return Err(site.shape_err("output", format!("[B={b}, *latent_shape]"), &z_size));
         }
@@ -231,7 +259,7 @@ impl TorchScriptModel {
                 .unwrap_or(1.0);
             worst = worst.max(diff / (1.0 + scale));
         }
-        if worst > 1e-4 {
+        if worst > self.precision.tolerance() {
             tracing::warn!(
                 model = %self.name,
                 "`rollout` disagrees with looped `predict` on the probe (relative difference {worst:.2e})"
@@ -240,12 +268,17 @@ impl TorchScriptModel {
         Ok(())
     }
 
-    /// Calls `encode` with float32 fields (one tensor alone, or a `Dict[str, Tensor]`).
+    /// Calls `encode` with float32 fields (one tensor alone, or a `Dict[str, Tensor]`),
+    /// converted to the model's precision; checks the output's kind and returns it as float32.
     fn call_encode(&self, fields: Vec<(String, Tensor)>) -> Result<Tensor> {
         let described: Vec<String> = fields
             .iter()
             .map(|(n, t)| format!("{n} {}", fmt_shape(&t.size())))
             .collect();
+        let fields = fields
+            .into_iter()
+            .map(|(n, t)| Ok((n, self.input(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
         let input = if fields.len() == 1 {
             IValue::Tensor(
                 fields
@@ -272,43 +305,79 @@ impl TorchScriptModel {
             .method_is("encode", &[input])
             .map_err(|source| ModelError::Torch {
                 context: format!(
-                    "model `{}`: `encode` failed on {kind} ({}) (does the model expect these inputs? see the image contract in models/README.md)",
+                    "model `{}`: `encode` failed on {kind} ({}) (does the model expect these inputs? see the image contract in models/README.md){}",
                     self.name,
-                    described.join(", ")
+                    described.join(", "),
+                    self.precision_hint()
                 ),
                 source,
             })?;
         match out {
-            IValue::Tensor(t) => Ok(t),
+            IValue::Tensor(t) => self.output("encode", t),
             other => Err(ModelError::WrongKind {
                 model: self.name.clone(),
                 method: "encode",
                 what: "output",
                 actual: format!("{:?}", ivalue_kind(&other)),
+                expected: "a tensor",
             }),
         }
     }
 
-    /// Calls a method of the module; `shape_hint` names the input in the error.
+    /// An input converted to the precision the module computes in.
+    fn input(&self, t: &Tensor) -> Result<Tensor> {
+        to_kind(t, self.precision.kind())
+    }
+
+    /// A method's output checked for its kind (float32, or with bf16 also bfloat16) and
+    /// returned as float32.
+    fn output(&self, method: &'static str, t: Tensor) -> Result<Tensor> {
+        Site {
+            model: &self.name,
+            method,
+        }
+        .check_precision("output", &t, self.precision)?;
+        to_kind(&t, Kind::Float)
+    }
+
+    /// What to add to a method's failure in bf16 (empty in fp32).
+    fn precision_hint(&self) -> &'static str {
+        match self.precision {
+            Precision::Fp32 => "",
+            Precision::Bf16 => {
+                " (precision bf16: the module's parameters and inputs are bfloat16; tensors it creates must take their dtype from its inputs, e.g. torch.zeros(n, dtype=z.dtype))"
+            }
+        }
+    }
+
+    /// Calls a method of the module with its inputs converted to the model's precision;
+    /// `shape_hint` names the input in the error. The output is returned as the module gave
+    /// it.
     fn call(&self, method: &str, inputs: &[&Tensor], shape_hint: &[i64]) -> Result<Tensor> {
-        self.module.method_ts(method, inputs).map_err(|source| ModelError::Torch {
-            context: format!(
-                "model `{}`: `{method}` failed on input of shape {} (does the model expect this shape?)",
-                self.name,
-                fmt_shape(shape_hint)
-            ),
-            source,
-        })
+        let inputs = inputs
+            .iter()
+            .map(|t| self.input(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.module
+            .method_ts(method, &inputs)
+            .map_err(|source| ModelError::Torch {
+                context: format!(
+                    "model `{}`: `{method}` failed on input of shape {} (does the model expect this shape?){}",
+                    self.name,
+                    fmt_shape(shape_hint),
+                    self.precision_hint()
+                ),
+                source,
+            })
     }
 
     /// One `predict` call with the output checked against `[B, *latent_shape]`.
     fn predict_raw(&self, z: &Tensor, a: &Tensor) -> Result<Tensor> {
-        let next = self.call("predict", &[z, a], &z.size())?;
+        let next = self.output("predict", self.call("predict", &[z, a], &z.size())?)?;
         let site = Site {
             model: &self.name,
             method: "predict",
         };
-        site.check_float("output", &next)?;
         let b = z.size().first().copied().unwrap_or(-1);
         site.check_shape("output", &next, &[("B", b)], &self.latent_shape)?;
         Ok(next)
@@ -317,12 +386,11 @@ impl TorchScriptModel {
     /// The module's own `rollout`, output checked against `[B, H, *latent_shape]`.
     fn rollout_fused(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         let size = actions.size();
-        let zs = self.call("rollout", &[z0, actions], &size)?;
+        let zs = self.output("rollout", self.call("rollout", &[z0, actions], &size)?)?;
         let site = Site {
             model: &self.name,
             method: "rollout",
         };
-        site.check_float("output", &zs)?;
         let (b, h) = match size.as_slice() {
             [b, h, ..] => (*b, *h),
             _ => (-1, -1),
@@ -433,7 +501,6 @@ impl WorldModel for TorchScriptModel {
             inputs.push((f.name.clone(), t));
         }
         let z = self.call_encode(inputs)?;
-        site.check_float("output", &z)?;
         site.check_shape("output", &z, &[("B", b)], &self.latent_shape)?;
         Ok(z)
     }
@@ -443,6 +510,10 @@ impl WorldModel for TorchScriptModel {
         self.rollout_impl(z0, actions, "rollout")
     }
 
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
     fn supports_grad(&self) -> bool {
         true
     }
@@ -450,6 +521,26 @@ impl WorldModel for TorchScriptModel {
     fn rollout_grad(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         tch::with_grad(|| self.rollout_impl(z0, actions, "rollout_grad"))
     }
+}
+
+/// Converts the module's floating-point parameters and buffers to `kind` on `device`
+/// (`module.to(device, dtype)`). tch's `CModule::to` has no fallible form and panics on a
+/// libtorch error; the panic is caught here and returned as [`ModelError::Torch`].
+fn convert_module(module: &mut CModule, device: Device, kind: Kind, name: &str) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        module.to(device, kind, false)
+    }))
+    .map_err(|payload| {
+        let text = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libtorch failed".into());
+        ModelError::Torch {
+            context: format!("{name}: converting the module's parameters to {kind:?}"),
+            source: tch::TchError::Torch(text),
+        }
+    })
 }
 
 /// A short name for an IValue's variant (for errors).

@@ -1,7 +1,7 @@
 //! Small tensor helpers shared by the model implementations (shape checks, conversions).
 
 use crate::error::TchContext;
-use crate::{ModelError, Result};
+use crate::{ModelError, Precision, Result};
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
@@ -56,17 +56,29 @@ impl Site<'_> {
         }
     }
 
-    /// Checks that an output is float32.
-    pub(crate) fn check_float(&self, what: &'static str, t: &Tensor) -> Result<()> {
-        match t.f_kind() {
-            Ok(Kind::Float) => Ok(()),
-            Ok(kind) => Err(ModelError::WrongKind {
+    /// Checks that an output is float32, or with [`Precision::Bf16`] bfloat16 or float32 (a
+    /// module may return float32 from bfloat16 inputs).
+    pub(crate) fn check_precision(
+        &self,
+        what: &'static str,
+        t: &Tensor,
+        precision: Precision,
+    ) -> Result<()> {
+        match (t.f_kind(), precision) {
+            (Ok(Kind::Float), _) | (Ok(Kind::BFloat16), Precision::Bf16) => Ok(()),
+            (Ok(kind), _) => Err(ModelError::WrongKind {
                 model: self.model.to_string(),
                 method: self.method,
                 what,
                 actual: format!("{kind:?}"),
+                expected: match precision {
+                    Precision::Fp32 => "float32",
+                    Precision::Bf16 => "bfloat16 or float32 (precision bf16)",
+                },
             }),
-            Err(e) => Err(e).ctx(|| format!("{}: kind of {what} of `{}`", self.model, self.method)),
+            (Err(e), _) => {
+                Err(e).ctx(|| format!("{}: kind of {what} of `{}`", self.model, self.method))
+            }
         }
     }
 
@@ -101,6 +113,13 @@ pub(crate) fn to_float_on(t: &Tensor, device: Device) -> Result<Tensor> {
     t.f_to_device(device)
         .and_then(|t| t.f_to_kind(Kind::Float))
         .ctx(|| format!("moving a tensor to {device:?} as float32"))
+}
+
+/// `t` as `kind` (no copy when it already is; differentiable, so gradients flow back to a
+/// float32 input through a bfloat16 computation).
+pub(crate) fn to_kind(t: &Tensor, kind: Kind) -> Result<Tensor> {
+    t.f_to_kind(kind)
+        .ctx(|| format!("converting a {:?} tensor to {kind:?}", t.kind()))
 }
 
 /// Copies a tensor into a row-major `Vec<f32>` (on the CPU).

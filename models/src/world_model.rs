@@ -1,6 +1,6 @@
 //! The seam between planners and world models.
 
-use crate::{ObsBatch, Result};
+use crate::{ObsBatch, Precision, Result};
 use tch::{Device, Kind, Tensor};
 use zplan_obs::ObsSpec;
 
@@ -15,7 +15,8 @@ use zplan_obs::ObsSpec;
 /// Shapes: observations are typed batches ([`ObsBatch`]: one tensor `[B, *shape]` per field of
 /// [`WorldModel::obs_spec`], u8 images still u8), actions `[B, H, A]`, latents
 /// `[B, *latent_shape]`; rollouts return `[B, H, *latent_shape]` (the latent after each
-/// action, not including `z0`). Latents and actions are float32 on [`WorldModel::device`].
+/// action, not including `z0`). Latents and actions are float32 on [`WorldModel::device`],
+/// whatever [`WorldModel::precision`] the model computes in.
 pub trait WorldModel: Send + Sync {
     /// Short human-readable identity, e.g. `"torchscript:models/reach.pt"`.
     fn name(&self) -> &str;
@@ -59,6 +60,12 @@ pub trait WorldModel: Send + Sync {
     /// model alone. Default false.
     fn needs_true_state(&self) -> bool {
         false
+    }
+    /// The precision the model computes in ([`Precision::Bf16`]: bfloat16 weights and latents
+    /// inside `encode` and `rollout`). Inputs and outputs are float32 either way. Default
+    /// [`Precision::Fp32`]; wrappers report their inner model's.
+    fn precision(&self) -> Precision {
+        Precision::Fp32
     }
     /// Whether [`WorldModel::rollout_grad`] is available (differentiable models).
     fn supports_grad(&self) -> bool {

@@ -5,6 +5,7 @@
 mod common;
 
 use tch::{Device, Kind, Tensor};
+use zplan_models::jepa::ImageHead;
 use zplan_models::{JepaConfig, JepaModel, JepaNets, ObsBatch, WorldModel};
 
 fn config(proprio: i64) -> JepaConfig {
@@ -134,4 +135,58 @@ fn observations_that_do_not_fit_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("proprio_latent_dim"));
+}
+
+/// A keypoint-head model (`ImageHead::Keypoints`): `count` keypoints of image + proprio.
+fn keypoint_config(count: i64, proprio: i64) -> JepaConfig {
+    let mut c = config(proprio);
+    c.latent_dim = 2 * count + c.proprio_latent_dim;
+    if let Some(im) = c.image.as_mut() {
+        im.widths = vec![8, 16];
+        im.head = ImageHead::Keypoints { count };
+    }
+    c
+}
+
+#[test]
+fn keypoint_heads_write_image_coordinates_and_round_trip() {
+    common::init();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kp.safetensors");
+    let model = JepaModel::new(keypoint_config(3, 2), Device::Cpu).unwrap();
+    let z = model.encode(&batch(4, 2)).unwrap();
+    assert_eq!(z.size(), [4, 10]);
+    // The scene latent is 3 (x, y) pairs inside the image, [-1, 1].
+    let scene = z.narrow(1, 0, 6);
+    assert!(scene.abs().max().double_value(&[]) <= 1.0, "{scene}");
+    model.save(&path).unwrap();
+    let loaded = JepaModel::load(&path, Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), keypoint_config(3, 2));
+    let again = loaded.encode(&batch(4, 2)).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(z.reshape([-1])).unwrap(),
+        Vec::<f32>::try_from(again.reshape([-1])).unwrap()
+    );
+    let zs = loaded
+        .rollout(
+            &again,
+            &Tensor::zeros([4, 5, 2], (Kind::Float, Device::Cpu)),
+        )
+        .unwrap();
+    assert_eq!(zs.size(), [4, 5, 10]);
+
+    // The latent size must be what the head writes: named in the error.
+    let mut bad = keypoint_config(3, 2);
+    bad.latent_dim = 12;
+    let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains("latent_dim = 12") && err.contains("writes 6"),
+        "{err}"
+    );
+    let mut bad = keypoint_config(3, 0);
+    if let Some(im) = bad.image.as_mut() {
+        im.head = ImageHead::Keypoints { count: 0 };
+    }
+    let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("count = 0"), "{err}");
 }

@@ -71,6 +71,9 @@ impl WorldModel for ActionBlocks {
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
     }
+    fn precision(&self) -> zplan_models::Precision {
+        self.inner.precision()
+    }
     fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use std::str::FromStr;
 use std::sync::Arc;
 use tch::{Kind, Tensor};
-use zplan_models::{DeviceChoice, ModelSpec, ObsBatch, WorldModel};
+use zplan_models::{DeviceChoice, LoadOptions, ModelSpec, ObsBatch, Precision, WorldModel};
 use zplan_obs::{ObsSpec, Observation};
 
 /// A loaded world model: encode observations to latents, roll latents forward under actions.
@@ -43,28 +43,44 @@ impl Model {
 /// gives the observation spec and action size the model must fit; the simulator-backed model
 /// and TorchScript models need it, a JEPA model reads its sizes from its sidecar. `device`:
 /// `auto`, `cpu`, `cuda`, `cuda:N`. `threads`: rollout threads of the simulator-backed model.
+/// `precision`: `fp32`, or `bf16` (TorchScript and JEPA models compute in bfloat16; latents
+/// and predictions are still returned as float32).
 #[pyfunction]
-#[pyo3(signature = (model, scenario = None, device = "cpu", threads = 1))]
+#[pyo3(signature = (model, scenario = None, device = "cpu", threads = 1, precision = "fp32"))]
 pub fn load_model(
     py: Python<'_>,
     model: &str,
     scenario: Option<&Bound<'_, PyAny>>,
     device: &str,
     threads: usize,
+    precision: &str,
 ) -> PyResult<Model> {
     let spec = ModelSpec::from_str(model).map_err(model_error)?;
     let device = device_from_str(device)?;
+    let precision = Precision::from_str(precision).map_err(|e| value_error(e.to_string()))?;
+    spec.check_precision(precision)
+        .map_err(|e| value_error(e.to_string()))?;
     let scenario = scenario.map(scenario_from_py).transpose()?;
     if threads == 0 {
         return Err(value_error("threads: must be at least 1"));
     }
     let inner = py.detach(|| -> PyResult<Arc<dyn WorldModel>> {
         match (&spec, scenario) {
-            (_, Some(sc)) => zplan_models::load_model_with_threads(&spec, &sc, device, threads)
-                .map_err(model_error),
+            (_, Some(sc)) => {
+                let opts = LoadOptions {
+                    device,
+                    precision,
+                    sim_threads: threads,
+                };
+                zplan_models::load_model_with(&spec, &sc, &opts).map_err(model_error)
+            }
             (ModelSpec::Jepa(path), None) => {
-                let m = zplan_models::JepaModel::load(path, device.resolve().map_err(model_error)?)
-                    .map_err(model_error)?;
+                let m = zplan_models::JepaModel::load_with_precision(
+                    path,
+                    device.resolve().map_err(model_error)?,
+                    precision,
+                )
+                .map_err(model_error)?;
                 Ok(Arc::new(m))
             }
             (ModelSpec::Sim, None) => Err(value_error(

@@ -72,7 +72,9 @@ if _os.environ.get("ZPLAN_NO_MALLOPT", "") not in ("1", "true", "yes"):
 from .env import ZplanEnv, make  # noqa: E402
 
 
-def load_model(model, scenario=None, device: str = "cpu", threads: int = 1) -> Model:
+def load_model(
+    model, scenario=None, device: str = "cpu", threads: int = 1, precision: str = "fp32"
+) -> Model:
     """Loads a world model and checks that it fits ``scenario``.
 
     ``model``: ``"sim"`` (the simulator-backed model; needs ``scenario``),
@@ -83,13 +85,15 @@ def load_model(model, scenario=None, device: str = "cpu", threads: int = 1) -> M
     ``scenario``: a scenario path, a ``zplan.make`` environment or a ``CoreEnv``.
     ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     ``threads``: rollout threads of the simulator-backed model.
+    ``precision``: ``"fp32"`` or ``"bf16"`` (TorchScript and JEPA models compute in bfloat16;
+    latents and predictions come back as float32).
     """
     if isinstance(model, (_torch.jit.ScriptModule, _torch.jit.ScriptFunction)):
         fd, path = _tempfile.mkstemp(suffix=".pt", prefix="zplan-scriptmodule-")
         _os.close(fd)
         try:
             _torch.jit.save(model, path)
-            return _zplan.load_model(f"torchscript:{path}", scenario, device, threads)
+            return _zplan.load_model(f"torchscript:{path}", scenario, device, threads, precision)
         finally:
             _os.unlink(path)
     if isinstance(model, _os.PathLike):
@@ -99,7 +103,7 @@ def load_model(model, scenario=None, device: str = "cpu", threads: int = 1) -> M
             "load_model: expected a path, a model spec string or a torch.jit.ScriptModule, "
             f"got {type(model).__name__}"
         )
-    return _zplan.load_model(model, scenario, device, threads)
+    return _zplan.load_model(model, scenario, device, threads, precision)
 
 
 def run_suite(path, out=None, workers=None, device=None, progress: bool = False) -> list[dict]:

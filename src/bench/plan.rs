@@ -21,7 +21,8 @@
 //! matmuls, `2·in·out` FLOPs per layer and row: predictor steps × batch × horizon summed over
 //! the recorded calls, twice that for gradient rollouts (forward plus the backward pass to the
 //! inputs; the weights are frozen), plus encoding the start observation) and its rate compared
-//! with a square float32 matmul timed in the same process at the same thread count.
+//! with a square matmul timed in the same process at the same thread count, in the model's
+//! precision (float32, or bfloat16 with `--precision bf16`).
 
 use super::BenchPlanArgs;
 use crate::stats::percentile;
@@ -32,10 +33,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 use zplan_models::{Dtype, FieldSpec, ObsBatch, ObsSpec, Observation};
-use zplan_models::{JepaConfig, JepaModel, ModelSpec, WorldModel};
+use zplan_models::{JepaConfig, JepaModel, LoadOptions, ModelSpec, Precision, WorldModel};
 use zplan_obs::STATE;
 use zplan_planner::{
-    ActionBounds, Budget, CemConfig, EnergyConfig, GradientConfig, ICemConfig, MppiConfig,
+    ActionBounds, Backend, Budget, CemConfig, EnergyConfig, GradientConfig, ICemConfig, MppiConfig,
     PlannerConfig,
 };
 
@@ -51,6 +52,17 @@ pub enum PlannerKind {
     Mppi,
     /// Adam through the model's gradients.
     Grad,
+}
+
+/// Where `bench-plan`'s CEM keeps its population (`--backend`; CEM only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Sample and refit on the host (the default).
+    #[default]
+    Host,
+    /// Sample, score, rank and refit on the model's device; one download per plan.
+    Device,
 }
 
 /// Which clock times the sections.
@@ -134,6 +146,8 @@ pub struct PlanBenchSettings {
     pub matmul_size: i64,
     /// Clock of every timed section.
     pub clock: Clock,
+    /// Where CEM keeps its population (other planners: host only).
+    pub backend: BackendKind,
 }
 
 impl PlanBenchSettings {
@@ -146,6 +160,13 @@ impl PlanBenchSettings {
         if self.repeats == 0 {
             bail!("--repeats must be at least 1");
         }
+        if self.backend == BackendKind::Device && self.planner != PlannerKind::Cem {
+            bail!(
+                "--backend device is a CEM backend; {:?} keeps its population on the host \
+                 (use --planner cem, or leave --backend at host)",
+                self.planner
+            );
+        }
         let elites = self.elites.unwrap_or((self.samples / 10).max(1));
         let (samples, iterations, horizon) = (self.samples, self.iterations, self.horizon);
         let cfg = match self.planner {
@@ -154,6 +175,10 @@ impl PlanBenchSettings {
                 elites,
                 iterations,
                 horizon,
+                backend: match self.backend {
+                    BackendKind::Host => Backend::Host,
+                    BackendKind::Device => Backend::Device,
+                },
                 ..CemConfig::default()
             }),
             PlannerKind::Icem => PlannerConfig::ICem(ICemConfig {
@@ -255,6 +280,8 @@ pub struct PlanBenchReport {
     pub latent_shape: Vec<i64>,
     /// Device.
     pub device: String,
+    /// The precision the model computes in.
+    pub precision: Precision,
     /// torch intra-op threads during the measurement.
     pub threads: i32,
     /// Threads rolling out candidate groups in parallel (1 = off).
@@ -331,10 +358,11 @@ impl fmt::Display for PlanBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "model       {} (latent {:?}) on {}, {} torch thread(s){}, {:?} clock",
+            "model       {} (latent {:?}) on {} in {}, {} torch thread(s){}, {:?} clock",
             self.model,
             self.latent_shape,
             self.device,
+            self.precision,
             self.threads,
             if self.rollout_threads > 1 {
                 format!(" × {} candidate groups in parallel", self.rollout_threads)
@@ -369,9 +397,10 @@ impl fmt::Display for PlanBenchReport {
         if let Some(a) = &self.arithmetic {
             writeln!(
                 f,
-                "arithmetic  {:.4} GFLOP per plan -> {:.2} GFLOP/s; {n}x{n} matmul {:.2} GFLOP/s; efficiency {:.1} %",
+                "arithmetic  {:.4} GFLOP per plan -> {:.2} GFLOP/s; {n}x{n} {} matmul {:.2} GFLOP/s; efficiency {:.1} %",
                 a.flops_per_plan / 1e9,
                 a.gflops,
+                self.precision,
                 a.matmul_gflops,
                 100.0 * a.efficiency,
                 n = a.matmul_size
@@ -387,6 +416,12 @@ impl fmt::Display for PlanBenchReport {
 /// Unloadable models, missing or inconsistent sizes.
 pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
     let device = args.device;
+    let precision = args.precision;
+    let opts = LoadOptions {
+        device,
+        precision,
+        ..LoadOptions::default()
+    };
     let (obs_spec, action_dim, scenario) = match (&args.scenario, &args.obs_shape, args.action_dim)
     {
         (Some(path), _, _) => {
@@ -432,21 +467,26 @@ pub fn load_setup(args: &BenchPlanArgs) -> Result<PlanSetup> {
             cfg.pred_layers = n;
         }
         cfg.seed = args.seed;
-        let m = JepaModel::new(cfg, device.resolve()?).with_context(context)?;
+        let m = JepaModel::new(cfg, device.resolve()?)
+            .and_then(|m| m.with_precision(precision))
+            .with_context(context)?;
         jepa = Some(m.config());
         Arc::new(m)
     } else {
         let spec: ModelSpec = args.model.parse().with_context(context)?;
         match (&spec, &scenario) {
             (ModelSpec::Jepa(path), _) => {
-                let m = JepaModel::load(path, device.resolve()?).with_context(context)?;
+                let m = JepaModel::load_with_precision(path, device.resolve()?, precision)
+                    .with_context(context)?;
                 zplan_models::check_fits(&m, &obs_spec, action_dim, "the benchmark's sizes")
                     .with_context(context)?;
                 jepa = Some(m.config());
                 Arc::new(m)
             }
-            (_, Some(sc)) => zplan_models::load_model(&spec, sc, device).with_context(context)?,
-            (_, None) => zplan_models::load_model_for(&spec, &obs_spec, action_dim, device)
+            (_, Some(sc)) => {
+                zplan_models::load_model_with(&spec, sc, &opts).with_context(context)?
+            }
+            (_, None) => zplan_models::load_model_for_with(&spec, &obs_spec, action_dim, &opts)
                 .with_context(context)?,
         }
     };
@@ -545,6 +585,9 @@ impl WorldModel for Recorder<'_> {
     }
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.inner.proprio_latent()
+    }
+    fn precision(&self) -> zplan_models::Precision {
+        self.inner.precision()
     }
     fn encode(&self, obs: &ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
@@ -646,18 +689,24 @@ pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
     rollouts + mlp_flops(&scene) + proprio.map_or(0.0, |d| mlp_flops(&d))
 }
 
-/// Times `reps` square float32 matmuls of side `n` on `device` (after one warm-up) on `clock`
-/// and returns their GFLOP/s, one value per repetition.
+/// Times `reps` square matmuls of side `n` in `kind` (float32, bfloat16) on `device` (after
+/// one warm-up) on `clock` and returns their GFLOP/s, one value per repetition.
 ///
 /// # Errors
 /// Allocation failures.
-pub fn matmul_gflops(n: i64, reps: usize, device: Device, clock: Clock) -> Result<Vec<f64>> {
+pub fn matmul_gflops(
+    n: i64,
+    reps: usize,
+    kind: Kind,
+    device: Device,
+    clock: Clock,
+) -> Result<Vec<f64>> {
     if n < 1 {
         bail!("the reference matmul needs a positive size, got {n}");
     }
     let _guard = tch::no_grad_guard();
-    let a = Tensor::f_randn([n, n], (Kind::Float, device))?;
-    let b = Tensor::f_randn([n, n], (Kind::Float, device))?;
+    let a = Tensor::f_randn([n, n], (kind, device))?;
+    let b = Tensor::f_randn([n, n], (kind, device))?;
     let _ = a.f_matmul(&b)?;
     sync(device);
     let flops = 2.0 * (n as f64).powi(3);
@@ -717,7 +766,13 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
     let mut matmul = Vec::new();
     let matmul_reps = 3;
     if count_flops {
-        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
+        matmul.extend(matmul_gflops(
+            s.matmul_size,
+            matmul_reps,
+            model.precision().kind(),
+            device,
+            clock,
+        )?);
     }
 
     let mut plan_once = || -> Result<(f64, f64)> {
@@ -748,7 +803,13 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         rollout_ms.push(ms(t)?);
     }
     if count_flops {
-        matmul.extend(matmul_gflops(s.matmul_size, matmul_reps, device, clock)?);
+        matmul.extend(matmul_gflops(
+            s.matmul_size,
+            matmul_reps,
+            model.precision().kind(),
+            device,
+            clock,
+        )?);
     }
 
     let plan = Timing::of(plan_ms);
@@ -769,6 +830,7 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         model: model.name().to_string(),
         latent_shape: model.latent_shape().to_vec(),
         device: zplan_models::device_name(device),
+        precision: model.precision(),
         threads: tch::get_num_threads(),
         rollout_threads: setup.rollout_threads,
         clock,
@@ -845,6 +907,7 @@ mod tests {
             energy: EnergyConfig::default(),
             matmul_size: 64,
             clock: Clock::Wall,
+            backend: BackendKind::Host,
         };
         match s.planner_config().unwrap() {
             PlannerConfig::Cem(c) => assert_eq!((c.samples, c.elites, c.horizon), (300, 30, 16)),

@@ -237,9 +237,16 @@ impl JepaConfig {
                     c_in = u(w);
                 }
                 let (c, h, w) = im.feature_shape();
-                let flat = mul(mul(u(c), u(h)), u(w));
+                let head = match im.head {
+                    super::image::ImageHead::Linear => {
+                        mul(mul(mul(u(c), u(h)), u(w)).saturating_add(1), lat)
+                    }
+                    super::image::ImageHead::Keypoints { count } => {
+                        mul(u(c).saturating_add(1), u(count))
+                    }
+                };
                 convs
-                    .saturating_add(mul(flat.saturating_add(1), lat))
+                    .saturating_add(head)
                     .saturating_add(mul(mul(u(im.channels), u(im.height)), mul(u(im.width), 2)))
             }
             None => mlp(u(self.obs_dim), u(self.enc_hidden), self.enc_layers, lat),
@@ -372,6 +379,16 @@ impl JepaConfig {
                 return bad(format!(
                     "proprio_latent_dim = {} must be in 1..{} with proprio entries",
                     self.proprio_latent_dim, self.latent_dim
+                ));
+            }
+        }
+        if let Some(scene) = im.head.latent() {
+            let have = self.latent_dim - self.proprio_latent_dim;
+            if scene != have {
+                return bad(format!(
+                    "latent_dim = {} leaves {have} scene entries after {} proprio entries, but \
+                     the image head {:?} writes {scene}",
+                    self.latent_dim, self.proprio_latent_dim, im.head
                 ));
             }
         }

@@ -181,6 +181,24 @@ impl ObsEncoder {
         }
     }
 
+    /// A copy with every weight converted to `kind` (field indices stay integers).
+    pub(crate) fn to_kind(&self, kind: tch::Kind) -> Result<ObsEncoder> {
+        Ok(ObsEncoder {
+            scene: self.scene.to_kind(kind)?,
+            proprio: match &self.proprio {
+                Some(p) => Some(ProprioBranch {
+                    mlp: p.mlp.to_kind(kind)?,
+                    idx: p
+                        .idx
+                        .as_ref()
+                        .map(|(a, b)| (a.shallow_clone(), b.shallow_clone())),
+                }),
+                None => None,
+            },
+            image: self.image.as_ref().map(|c| c.to_kind(kind)).transpose()?,
+        })
+    }
+
     /// A copy sharing storage but cut from autograd (see [`Mlp`]).
     pub(crate) fn detached(&self) -> ObsEncoder {
         self.map(Mlp::detached, ConvNet::detached)

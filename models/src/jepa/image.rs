@@ -14,8 +14,9 @@ use tch::{nn, Kind, Tensor};
 /// (`(x - mean) / std`, std floored; stored with the weights as non-trainable variables): a
 /// scene whose background never changes then shows the moving bodies at full contrast. Then
 /// a stack of 3 × 3 convolutions of stride 2 (padding 1) with ReLU, one per entry of
-/// `widths`, each halving the image (rounding up); the feature map is flattened, mapped
-/// linearly to the scene latent and layer-normalised.
+/// `widths`, each halving the image (rounding up). The [`ImageHead`] turns the last feature
+/// map into the scene latent: flattened, mapped linearly and layer-normalised (`Linear`), or
+/// spatial soft-argmax keypoints (`Keypoints`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEncoderConfig {
@@ -31,6 +32,39 @@ pub struct ImageEncoderConfig {
     /// where per-sample normalisation would leave little of them) train without it.
     #[serde(default = "yes")]
     pub layer_norm: bool,
+    /// How the last feature map becomes the scene latent (default `Linear`).
+    #[serde(default)]
+    pub head: ImageHead,
+}
+
+/// How the image encoder's last feature map becomes the scene latent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageHead {
+    /// Flatten, a linear map to the scene latent, then layer normalisation when
+    /// [`ImageEncoderConfig::layer_norm`] is set.
+    #[default]
+    Linear,
+    /// Spatial soft-argmax keypoints (deep spatial autoencoders, Finn et al. 2016): a 1 × 1
+    /// convolution to `count` maps, a softmax over the positions of each map, and the expected
+    /// image coordinates `(x, y)` in `[-1, 1]` (x right, y down) of each; the scene latent is
+    /// `[x_0, y_0, x_1, y_1, ...]`, `2 × count` entries. Latent distance is then distance in
+    /// the image between where the keypoints sit, so it grows smoothly and monotonically as a
+    /// tracked body moves away: the landscape an L2 planning energy needs. `layer_norm` is
+    /// ignored.
+    Keypoints {
+        /// Number of keypoints.
+        count: i64,
+    },
+}
+
+impl ImageHead {
+    /// The scene latent size the head writes, when fixed by the head (`Keypoints`: `2 × count`).
+    pub fn latent(&self) -> Option<i64> {
+        match self {
+            ImageHead::Linear => None,
+            ImageHead::Keypoints { count } => Some(2 * count),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -46,6 +80,7 @@ impl ImageEncoderConfig {
             width,
             widths: vec![16, 32, 32],
             layer_norm: true,
+            head: ImageHead::Linear,
         }
     }
 
@@ -83,6 +118,11 @@ impl ImageEncoderConfig {
         if let Some(w) = self.widths.iter().find(|&&w| !(1..=1024).contains(&w)) {
             return bad(format!("widths entry {w} must be in 1..=1024"));
         }
+        if let ImageHead::Keypoints { count } = self.head {
+            if !(1..=256).contains(&count) {
+                return bad(format!("head Keypoints count = {count} must be in 1..=256"));
+            }
+        }
         Ok(())
     }
 
@@ -96,21 +136,35 @@ impl ImageEncoderConfig {
             macs += o * h * w * c * 9;
             c = o;
         }
+        if let ImageHead::Keypoints { count } = self.head {
+            macs += count * h * w * c;
+        }
         macs
     }
 }
 
 /// The image encoder's variables: `<path>.mean` and `<path>.inv_std` (per-pixel input
 /// normalisation, not trained), `<path>.c<i>.{weight,bias}` per convolution,
-/// `<path>.out.{weight,bias}` and `<path>.norm.{weight,bias}`.
+/// then the head's: `<path>.out.{weight,bias}` and `<path>.norm.{weight,bias}` (`Linear`) or
+/// `<path>.kp.{weight,bias}` (`Keypoints`, the 1 × 1 convolution).
 pub struct ConvNet {
     mean: Tensor,
     inv_std: Tensor,
     convs: Vec<(Tensor, Tensor)>,
-    out: (Tensor, Tensor),
-    norm: (Tensor, Tensor),
+    head: Head,
     config: ImageEncoderConfig,
     latent: i64,
+}
+
+/// The head's variables.
+enum Head {
+    Linear {
+        out: (Tensor, Tensor),
+        norm: (Tensor, Tensor),
+    },
+    Keypoints {
+        kp: (Tensor, Tensor),
+    },
 }
 
 impl std::fmt::Debug for ConvNet {
@@ -165,27 +219,51 @@ impl ConvNet {
             c = o;
         }
         let (fc, fh, fw) = config.feature_shape();
-        let flat = fc * fh * fw;
-        let w = Tensor::f_from_slice(&draw(rng, latent * flat, flat))
-            .and_then(|t| t.f_reshape([latent, flat]))
-            .ctx(what)?;
-        let b = Tensor::f_from_slice(&draw(rng, latent, flat)).ctx(what)?;
-        let op = path / "out";
-        let out = (
-            op.f_var_copy("weight", &w).ctx(what)?,
-            op.f_var_copy("bias", &b).ctx(what)?,
-        );
-        let np = path / "norm";
-        let norm = (
-            np.f_ones("weight", &[latent]).ctx(what)?,
-            np.f_zeros("bias", &[latent]).ctx(what)?,
-        );
+        let head = match config.head {
+            ImageHead::Linear => {
+                let flat = fc * fh * fw;
+                let w = Tensor::f_from_slice(&draw(rng, latent * flat, flat))
+                    .and_then(|t| t.f_reshape([latent, flat]))
+                    .ctx(what)?;
+                let b = Tensor::f_from_slice(&draw(rng, latent, flat)).ctx(what)?;
+                let op = path / "out";
+                let out = (
+                    op.f_var_copy("weight", &w).ctx(what)?,
+                    op.f_var_copy("bias", &b).ctx(what)?,
+                );
+                let np = path / "norm";
+                let norm = (
+                    np.f_ones("weight", &[latent]).ctx(what)?,
+                    np.f_zeros("bias", &[latent]).ctx(what)?,
+                );
+                Head::Linear { out, norm }
+            }
+            ImageHead::Keypoints { count } => {
+                if latent != 2 * count {
+                    return Err(ModelError::InvalidConfig(format!(
+                        "the image encoder's Keypoints head (count {count}) writes {} scene \
+                         latent entries, but the scene latent has {latent}",
+                        2 * count
+                    )));
+                }
+                let w = Tensor::f_from_slice(&draw(rng, count * fc, fc))
+                    .and_then(|t| t.f_reshape([count, fc, 1, 1]))
+                    .ctx(what)?;
+                let b = Tensor::f_from_slice(&draw(rng, count, fc)).ctx(what)?;
+                let kp = path / "kp";
+                Head::Keypoints {
+                    kp: (
+                        kp.f_var_copy("weight", &w).ctx(what)?,
+                        kp.f_var_copy("bias", &b).ctx(what)?,
+                    ),
+                }
+            }
+        };
         Ok(ConvNet {
             mean,
             inv_std,
             convs,
-            out,
-            norm,
+            head,
             config: config.clone(),
             latent,
         })
@@ -216,33 +294,53 @@ impl ConvNet {
                 .and_then(|t| t.f_relu())
                 .ctx(what)?;
         }
-        let z = h
-            .f_flatten(1, -1)
-            .and_then(|t| t.f_linear(&self.out.0, Some(&self.out.1)))
-            .ctx(what)?;
-        if !self.config.layer_norm {
-            return Ok(z);
+        match &self.head {
+            Head::Linear { out, norm } => {
+                let z = h
+                    .f_flatten(1, -1)
+                    .and_then(|t| t.f_linear(&out.0, Some(&out.1)))
+                    .ctx(what)?;
+                if !self.config.layer_norm {
+                    return Ok(z);
+                }
+                z.f_layer_norm([self.latent], Some(&norm.0), Some(&norm.1), 1e-5, false)
+                    .ctx(what)
+            }
+            Head::Keypoints { kp } => soft_argmax(&h, kp).ctx(what),
         }
-        z.f_layer_norm(
-            [self.latent],
-            Some(&self.norm.0),
-            Some(&self.norm.1),
-            1e-5,
-            false,
-        )
-        .ctx(what)
+    }
+
+    fn try_map<E>(
+        &self,
+        f: impl Fn(&Tensor) -> std::result::Result<Tensor, E>,
+    ) -> std::result::Result<ConvNet, E> {
+        let pair = |p: &(Tensor, Tensor)| -> std::result::Result<(Tensor, Tensor), E> {
+            Ok((f(&p.0)?, f(&p.1)?))
+        };
+        Ok(ConvNet {
+            mean: f(&self.mean)?,
+            inv_std: f(&self.inv_std)?,
+            convs: self
+                .convs
+                .iter()
+                .map(pair)
+                .collect::<std::result::Result<Vec<_>, E>>()?,
+            head: match &self.head {
+                Head::Linear { out, norm } => Head::Linear {
+                    out: pair(out)?,
+                    norm: pair(norm)?,
+                },
+                Head::Keypoints { kp } => Head::Keypoints { kp: pair(kp)? },
+            },
+            config: self.config.clone(),
+            latent: self.latent,
+        })
     }
 
     fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> ConvNet {
-        let pair = |p: &(Tensor, Tensor)| (f(&p.0), f(&p.1));
-        ConvNet {
-            mean: f(&self.mean),
-            inv_std: f(&self.inv_std),
-            convs: self.convs.iter().map(pair).collect(),
-            out: pair(&self.out),
-            norm: pair(&self.norm),
-            config: self.config.clone(),
-            latent: self.latent,
+        match self.try_map(|t| Ok::<_, std::convert::Infallible>(f(t))) {
+            Ok(net) => net,
+            Err(never) => match never {},
         }
     }
 
@@ -286,6 +384,11 @@ impl ConvNet {
         Ok(())
     }
 
+    /// A copy with every tensor (weights and input normalisation) converted to `kind`.
+    pub(crate) fn to_kind(&self, kind: Kind) -> Result<ConvNet> {
+        self.try_map(|t| crate::util::to_kind(t, kind))
+    }
+
     /// A copy sharing storage but cut from autograd.
     pub(crate) fn detached(&self) -> ConvNet {
         self.map(Tensor::detach)
@@ -297,6 +400,33 @@ impl ConvNet {
     }
 }
 
+/// Spatial soft-argmax of feature maps `h` `[B, C, H, W]`: a 1 × 1 convolution `kp` to `K`
+/// maps, a softmax over the `H × W` positions of each, and the expected `(x, y)` in `[-1, 1]`
+/// of each map, interleaved as `[B, 2K]`.
+fn soft_argmax(h: &Tensor, kp: &(Tensor, Tensor)) -> std::result::Result<Tensor, tch::TchError> {
+    let size = h.size();
+    let (b, hh, ww) = (size[0], size[2], size[3]);
+    let maps = h.f_conv2d(&kp.0, Some(&kp.1), [1, 1], [0, 0], [1, 1], 1)?;
+    let k = maps.size()[1];
+    let p = maps
+        .f_reshape([b, k, hh * ww])?
+        .f_softmax(-1, maps.kind())?
+        .f_reshape([b, k, hh, ww])?;
+    let opts = (maps.kind(), maps.device());
+    // Cell centres in [-1, 1].
+    let xs = Tensor::f_linspace(-1.0 + 1.0 / ww as f64, 1.0 - 1.0 / ww as f64, ww, opts)?;
+    let ys = Tensor::f_linspace(-1.0 + 1.0 / hh as f64, 1.0 - 1.0 / hh as f64, hh, opts)?;
+    let x = p
+        .f_sum_dim_intlist(2, false, maps.kind())?
+        .f_mul(&xs)?
+        .f_sum_dim_intlist(-1, false, maps.kind())?;
+    let y = p
+        .f_sum_dim_intlist(3, false, maps.kind())?
+        .f_mul(&ys)?
+        .f_sum_dim_intlist(-1, false, maps.kind())?;
+    Tensor::f_stack(&[x, y], 2)?.f_reshape([b, 2 * k])
+}
+
 /// u8 or float images `[B, C, H, W]` as float32 in `[0, 1]` on `device`.
 pub(crate) fn image_float(x: &Tensor, device: tch::Device) -> Result<Tensor> {
     let on = x.f_to_device(device).ctx(|| "moving images".into())?;
@@ -306,5 +436,34 @@ pub(crate) fn image_float(x: &Tensor, device: tch::Device) -> Result<Tensor> {
             .ctx(|| "scaling images to [0, 1]".into())
     } else {
         on.f_to_kind(Kind::Float).ctx(|| "images to float32".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+    use tch::Device;
+
+    #[test]
+    fn soft_argmax_finds_the_peak_at_its_cell_centre() {
+        // One 8 x 4 (H x W) feature channel with a sharp peak at row 5, column 1; a 1 x 1
+        // convolution with a large weight makes the softmax nearly one-hot.
+        let mut h = vec![0.0f32; 8 * 4];
+        h[5 * 4 + 1] = 1.0;
+        let h = Tensor::from_slice(&h).reshape([1, 1, 8, 4]);
+        let kp = (
+            Tensor::from_slice(&[200.0f32]).reshape([1, 1, 1, 1]),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        let z = Vec::<f32>::try_from(soft_argmax(&h, &kp).unwrap().reshape([-1])).unwrap();
+        // Column 1 of 4: centre x = -1 + (2 * 1 + 1) / 4; row 5 of 8: y = -1 + 11 / 8.
+        assert_abs_diff_eq!(z[0], -0.25, epsilon = 1e-4);
+        assert_abs_diff_eq!(z[1], 0.375, epsilon = 1e-4);
+        // A flat map sits in the middle.
+        let flat = Tensor::zeros([2, 1, 8, 4], (Kind::Float, Device::Cpu));
+        let z = soft_argmax(&flat, &kp).unwrap();
+        assert_eq!(z.size(), [2, 2]);
+        assert!(z.abs().max().double_value(&[]) < 1e-6);
     }
 }

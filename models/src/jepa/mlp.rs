@@ -156,6 +156,31 @@ impl Mlp {
         }
     }
 
+    /// A copy with every weight converted to `kind` (new storage unless it already is
+    /// `kind`), for inference in another precision.
+    pub(crate) fn to_kind(&self, kind: tch::Kind) -> Result<Mlp> {
+        let cast = |t: &Tensor| crate::util::to_kind(t, kind);
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Dense {
+                    weight: cast(&l.weight)?,
+                    bias: cast(&l.bias)?,
+                    norm: match &l.norm {
+                        Some((w, b)) => Some((cast(w)?, cast(b)?)),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mlp {
+            layers,
+            activation: self.activation,
+            dims: self.dims.clone(),
+        })
+    }
+
     /// A second handle on the same tensors (reference-count bumps only).
     pub(crate) fn shallow_clone(&self) -> Mlp {
         Mlp {

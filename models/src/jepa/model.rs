@@ -2,7 +2,7 @@
 
 use super::config::JepaConfig;
 use super::nets::{Frozen, JepaNets};
-use crate::{ModelError, ObsBatch, Result, WorldModel};
+use crate::{ModelError, ObsBatch, Precision, Result, WorldModel};
 use std::path::Path;
 use std::sync::Mutex;
 use tch::{Device, Tensor};
@@ -46,6 +46,7 @@ pub struct JepaModel {
     action_dim: i64,
     latent_shape: Vec<i64>,
     proprio_latent: Option<std::ops::Range<usize>>,
+    precision: Precision,
     frozen: Mutex<Frozen>,
     nets: Mutex<JepaNets>,
 }
@@ -56,6 +57,7 @@ impl std::fmt::Debug for JepaModel {
             .field("name", &self.name)
             .field("device", &self.device)
             .field("latent_shape", &self.latent_shape)
+            .field("precision", &self.precision)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +77,7 @@ impl JepaModel {
             action_dim: c.action_dim,
             latent_shape: vec![c.latent_dim],
             proprio_latent: c.proprio_latent(),
+            precision: Precision::Fp32,
             name,
             frozen: Mutex::new(frozen),
             nets: Mutex::new(nets),
@@ -97,6 +100,49 @@ impl JepaModel {
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let nets = JepaNets::load(path.as_ref(), device)?;
         let model = JepaModel::from_nets(nets, Some(path.as_ref()));
+        model.probe()?;
+        Ok(model)
+    }
+
+    /// Loads like [`JepaModel::load`], then converts to `precision` ([`JepaModel::with_precision`]).
+    ///
+    /// # Errors
+    /// As [`JepaModel::load`] and [`JepaModel::with_precision`].
+    pub fn load_with_precision(
+        path: impl AsRef<Path>,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self> {
+        JepaModel::load(path, device)?.with_precision(precision)
+    }
+
+    /// The model computing in `precision`: with [`Precision::Bf16`] the encoder's and
+    /// predictor's weights are converted to bfloat16 (a copy used for inference; the float32
+    /// networks are kept, so [`JepaModel::save`] and [`JepaModel::into_nets`] still give the
+    /// float32 weights), observations are normalised in float32 and encoded in bfloat16,
+    /// latents stay bfloat16 between predictor steps, and `encode`, `rollout`,
+    /// `rollout_grad` and `predict` return float32. The model is probed again (encode and a
+    /// two-step rollout must stay finite).
+    ///
+    /// # Errors
+    /// [`ModelError::Torch`] when libtorch cannot convert the weights;
+    /// [`ModelError::NonFinite`] when the converted model's probe overflows.
+    pub fn with_precision(self, precision: Precision) -> Result<Self> {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        let fp32 = self
+            .nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .frozen_view(true);
+        let mut frozen = fp32.to_kind(precision.kind())?;
+        frozen.name = self.name.clone();
+        let model = JepaModel {
+            precision,
+            frozen: Mutex::new(frozen),
+            ..self
+        };
         model.probe()?;
         Ok(model)
     }
@@ -266,13 +312,17 @@ impl WorldModel for JepaModel {
     fn rollout_owned(&self, z0: &Tensor, actions: &Tensor) -> Result<crate::Rollout> {
         let pred = self.rollout(z0, actions)?;
         // SAFETY: `Frozen::rollout` returns a tensor it has just created (`Tensor::stack` of
-        // the steps, or `zeros` for an empty horizon) and keeps no handle to; nothing else
-        // can reach its storage.
+        // the steps, its float32 conversion when computing in bfloat16, or `zeros` for an
+        // empty horizon) and keeps no handle to; nothing else can reach its storage.
         Ok(unsafe { crate::Rollout::exclusive(pred) })
     }
 
     fn proprio_latent(&self) -> Option<std::ops::Range<usize>> {
         self.proprio_latent.clone()
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn supports_grad(&self) -> bool {

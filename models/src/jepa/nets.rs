@@ -265,6 +265,7 @@ impl JepaNets {
             norm_mean: self.norm_mean.shallow_clone(),
             norm_inv_std: self.norm_inv_std.shallow_clone(),
             name: "jepa".into(),
+            kind: Kind::Float,
         }
     }
 
@@ -475,6 +476,11 @@ impl TargetEncoder {
 }
 
 /// Handles on the inference weights for one call (encoder, predictor, normalisation).
+///
+/// `kind` is the element type of the encoder's and predictor's weights and of the latents
+/// between predictor steps (float32, or bfloat16 for [`crate::Precision::Bf16`]). Inputs are
+/// converted to it after the (float32) observation normalisation, and every result is
+/// converted back to float32, so callers only ever see float32.
 pub(crate) struct Frozen {
     pub config: JepaConfig,
     pub encoder: ObsEncoder,
@@ -482,6 +488,7 @@ pub(crate) struct Frozen {
     pub norm_mean: Tensor,
     pub norm_inv_std: Tensor,
     pub name: String,
+    pub kind: Kind,
 }
 
 impl Frozen {
@@ -493,7 +500,32 @@ impl Frozen {
             norm_mean: self.norm_mean.shallow_clone(),
             norm_inv_std: self.norm_inv_std.shallow_clone(),
             name: self.name.clone(),
+            kind: self.kind,
         }
+    }
+
+    /// A copy whose encoder and predictor weights are converted to `kind` (new storage),
+    /// computing in `kind`; the observation normalisation stays float32.
+    pub(crate) fn to_kind(&self, kind: Kind) -> Result<Frozen> {
+        Ok(Frozen {
+            config: self.config.clone(),
+            encoder: self.encoder.to_kind(kind)?,
+            predictor: self.predictor.to_kind(kind)?,
+            norm_mean: self.norm_mean.shallow_clone(),
+            norm_inv_std: self.norm_inv_std.shallow_clone(),
+            name: self.name.clone(),
+            kind,
+        })
+    }
+
+    /// `t` in the compute kind.
+    fn compute(&self, t: &Tensor) -> Result<Tensor> {
+        crate::util::to_kind(t, self.kind)
+    }
+
+    /// A result back in float32 (a no-op when computing in float32).
+    fn output(t: &Tensor) -> Result<Tensor> {
+        crate::util::to_kind(t, Kind::Float)
     }
 
     fn site(&self, method: &'static str) -> Site<'_> {
@@ -516,7 +548,7 @@ impl Frozen {
             .f_sub(&self.norm_mean)
             .and_then(|x| x.f_mul(&self.norm_inv_std))
             .ctx(|| format!("{}: normalising observations", self.name))?;
-        self.encoder.forward(&x)
+        Self::output(&self.encoder.forward(&self.compute(&x)?)?)
     }
 
     /// A pixel model's encoding of images `[B, C, H, W]` and proprio vectors `[B, obs_dim]`.
@@ -539,7 +571,10 @@ impl Frozen {
             .f_sub(&self.norm_mean)
             .and_then(|x| x.f_mul(&self.norm_inv_std))
             .ctx(|| format!("{}: normalising proprio", self.name))?;
-        self.encoder.forward_image(&image, &x)
+        let z = self
+            .encoder
+            .forward_image(&self.compute(&image)?, &self.compute(&x)?)?;
+        Self::output(&z)
     }
 
     pub(crate) fn predict(
@@ -557,9 +592,9 @@ impl Frozen {
             &[("B", b)],
             &[self.config.action_dim],
         )?;
-        let z = crate::util::to_float_on(z, self.device())?;
-        let action = crate::util::to_float_on(action, self.device())?;
-        self.step(&z, &action)
+        let z = self.compute(&crate::util::to_float_on(z, self.device())?)?;
+        let action = self.compute(&crate::util::to_float_on(action, self.device())?)?;
+        Self::output(&self.step(&z, &action)?)
     }
 
     /// `z + f([z, a])` without checks.
@@ -590,8 +625,8 @@ impl Frozen {
             return Tensor::f_zeros([b, 0, self.config.latent_dim], (Kind::Float, device))
                 .ctx(|| "empty rollout".into());
         }
-        let mut z = crate::util::to_float_on(z0, device)?;
-        let actions = crate::util::to_float_on(actions, device)?;
+        let mut z = self.compute(&crate::util::to_float_on(z0, device)?)?;
+        let actions = self.compute(&crate::util::to_float_on(actions, device)?)?;
         let mut out = Vec::with_capacity(h as usize);
         for t in 0..h {
             let a = actions
@@ -600,6 +635,9 @@ impl Frozen {
             z = self.step(&z, &a)?;
             out.push(z.shallow_clone());
         }
-        Tensor::f_stack(&out, 1).ctx(|| format!("{}: stacking the rollout", self.name))
+        let stacked =
+            Tensor::f_stack(&out, 1).ctx(|| format!("{}: stacking the rollout", self.name))?;
+        // A fresh float32 tensor either way: the stack itself, or its conversion.
+        Self::output(&stacked)
     }
 }

@@ -139,7 +139,18 @@ class WrongObs(Base):
     def predict(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return z + self.pred(torch.cat([z, a], -1))
 
-for cls in [NoPredict, BadPredictShape, NanEncode, InfPredict, Double, BadRollout, ScalarLatent, WrongObs]:
+class Float32Constant(Base):
+    # Fine in float32; in bfloat16 (precision bf16) the float32 matrix it creates meets
+    # bfloat16 latents in a matmul, which libtorch refuses.
+    @torch.jit.export
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.enc(obs)
+    @torch.jit.export
+    def predict(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return z + torch.cat([z, a], -1) @ torch.ones(10, 8)
+
+for cls in [NoPredict, BadPredictShape, NanEncode, InfPredict, Double, BadRollout, ScalarLatent, WrongObs,
+            Float32Constant]:
     torch.jit.save(torch.jit.script(cls().eval()), f"{out}/{cls.__name__}.pt")
 
 # Image models (the image contract): one image field -> a tensor; image + proprio -> a dict.
