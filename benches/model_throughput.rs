@@ -10,6 +10,8 @@
 //! - `jepa_pixels/encode`: the pixel JEPA's image encoder (`JepaConfig::pixels`, 64 × 64 RGB u8
 //!   images and 2 proprio entries, convolutions of 16/32/32 channels, latent 64) at batch 1 and
 //!   256, images per second.
+//! - `jepa_pixels_keypoints/encode`: the shipped `two_rooms_pixels` model (convolutions of 8/16
+//!   channels and one soft-argmax keypoint) at batch 1 and 256, images per second.
 //!
 //! libtorch's intra-op thread count is left at its default (all cores).
 //!
@@ -159,6 +161,27 @@ fn main() {
         });
     }
     group.finish();
+
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/trained/two_rooms_pixels.safetensors");
+    match JepaModel::load(&shipped, Device::Cpu) {
+        Ok(kp) => {
+            let mut group = c.benchmark_group("jepa_pixels_keypoints/encode");
+            for b in [1i64, 256] {
+                let obs = zplan_models::ObsBatch::single(
+                    "image",
+                    (Tensor::rand([b, 3, 64, 64], (Kind::Float, Device::Cpu)) * 255.0)
+                        .to_kind(Kind::Uint8),
+                );
+                group.throughput(Throughput::Elements(b as u64));
+                group.bench_with_input(BenchmarkId::from_parameter(b), &obs, |bench, obs| {
+                    bench.iter(|| kp.encode(obs).expect("encode"))
+                });
+            }
+            group.finish();
+        }
+        Err(e) => eprintln!("skipping the keypoint encoder benchmark: {e}"),
+    }
 
     let sim = SimModel::from_config(&ScenarioConfig::default()).expect("two_rooms");
     bench_model(&mut c, "sim_two_rooms", &sim, &[256], false);

@@ -112,7 +112,7 @@ fn batch_loss(
     cfg: &TrainConfig,
     action_scale: &(Tensor, Tensor),
     device: Device,
-) -> Result<Losses> {
+) -> Result<(Losses, Tensor)> {
     let s = w.image.size();
     let (b, k1) = (s[0], s[1]);
     let k = k1 - 1;
@@ -130,7 +130,14 @@ fn batch_loss(
         .encode_images(&frames(&img, 1, k)?, &frames(&prop, 1, k)?)?
         .f_reshape([b, k, latent])?;
     let actions = w.actions.f_to_device(device)?;
-    jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)
+    // The targets' variance per latent entry, averaged: the scale prediction errors are
+    // judged against (VICReg changes the latent scale while training).
+    let spread = tgt
+        .f_reshape([b * k, latent])?
+        .f_var_dim(0, false, false)?
+        .f_mean(Kind::Float)?;
+    let l = jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)?;
+    Ok((l, spread))
 }
 
 fn eval_loss(
@@ -142,16 +149,19 @@ fn eval_loss(
     device: Device,
 ) -> Result<f64> {
     let _g = tch::no_grad_guard();
-    let (mut sum, mut n) = (0.0, 0.0);
+    let (mut sum, mut spread) = (0.0, 0.0);
     let mut start = 0;
     while start < val.len() {
         let m = 128.min(val.len() - start);
-        let l = batch_loss(nets, target, &val.narrow(start, m)?, cfg, scale, device)?;
+        let (l, var) = batch_loss(nets, target, &val.narrow(start, m)?, cfg, scale, device)?;
         sum += l.pred.double_value(&[]) * m as f64;
-        n += m as f64;
+        spread += var.double_value(&[]) * m as f64;
         start += m;
     }
-    Ok(sum / n.max(1.0))
+    // Relative to the targets' spread: a latent that grows (or shrinks) does not look better
+    // or worse by its scale alone, so the best checkpoint is the best predictor, not the
+    // least spread-out latent.
+    Ok(sum / spread.max(1e-12))
 }
 
 /// Latents of the first frame of every window, and that frame's true state.
@@ -377,7 +387,7 @@ pub fn train_pixels(
                 .collect();
             let batch = src.gather(&chunk, &starts, k)?;
             opt.set_lr(cosine_lr(cfg.lr, step, cfg.steps));
-            let l = batch_loss(&nets, &target, &batch, cfg, &scale, device)?;
+            let (l, _) = batch_loss(&nets, &target, &batch, cfg, &scale, device)?;
             opt.zero_grad();
             l.total.f_backward()?;
             opt.step();
@@ -394,6 +404,18 @@ pub fn train_pixels(
                 let v = eval_loss(&nets, &target, &val, cfg, &scale, device)?;
                 curve.push((step, running / running_n, v));
                 bar.set_message(format!("train {:.4} val {:.4}", running / running_n, v));
+                if bar.is_hidden() {
+                    // No terminal (a log file, CI): one line per evaluation instead of the bar.
+                    let spent = started.elapsed().as_secs_f64();
+                    let eta = spent / step as f64 * (cfg.steps - step) as f64;
+                    eprintln!(
+                        "step {step}/{} train {:.4} val {v:.5} ({:.0} s, ETA {:.0} s)",
+                        cfg.steps,
+                        running / running_n,
+                        spent,
+                        eta
+                    );
+                }
                 running = 0.0;
                 running_n = 0.0;
                 if v < best.0 {

@@ -91,6 +91,122 @@ fn pixel_training_lowers_validation_loss_without_collapse_and_is_deterministic()
     );
 }
 
+/// A one-room variant of `two_rooms_pixels.ron` (starts and goals both in the left room, a
+/// wider goal radius, 50 steps): a small pixel scenario a briefly trained model can solve.
+fn one_room(goal_radius: f64) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/two_rooms_pixels.ron"),
+    )
+    .unwrap();
+    let mut s = text
+        .replace(
+            "goal: (x: (2.4, 3.7), y: (0.5, 1.5)),",
+            "goal: (x: (0.3, 1.6), y: (0.4, 1.6)),",
+        )
+        .replace(
+            "start: (x: (0.3, 1.6), y: (0.5, 1.5)),",
+            "start: (x: (0.3, 1.6), y: (0.4, 1.6)),",
+        )
+        .replace("max_steps: 120,", "max_steps: 50,");
+    s = s.replace(
+        "goal_radius: 0.1, ",
+        &format!("goal_radius: {goal_radius}, "),
+    );
+    assert!(s.contains(&format!("goal_radius: {goal_radius}")), "{s}");
+    assert!(s.contains("max_steps: 50") && s.contains("goal: (x: (0.3, 1.6)"));
+    s
+}
+
+#[test]
+fn a_briefly_trained_keypoint_model_reaches_goal_images_in_closed_loop() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario_path = tmp.path().join("one_room.ron");
+    std::fs::write(&scenario_path, one_room(0.2)).unwrap();
+    let d = tmp.path().join("data");
+    let cfg = CollectConfig {
+        episodes: 120,
+        steps: 24,
+        seed: 11,
+        beta: 1.5,
+        scale: 1.0,
+        action_repeat: 1,
+        workers: 2,
+        planner_fraction: 0.0,
+        planner: None,
+        chunk_episodes: Some(40),
+    };
+    collect(
+        &ScenarioConfig::load(&scenario_path).unwrap(),
+        &cfg,
+        &d,
+        false,
+    )
+    .unwrap();
+    let meta = read_meta(&d).unwrap();
+    let model = tmp.path().join("kp.safetensors");
+    let train = TrainConfig {
+        keypoints: 1,
+        hidden: 64,
+        layers: 2,
+        rollout_steps: 4,
+        batch: 32,
+        steps: 400,
+        eval_every: 100,
+        inverse_weight: 1.0,
+        conv_widths: vec![8, 16],
+        ..TrainConfig::default()
+    };
+    let r = train_pixels(&d, &meta, &train, &model, tch::Device::Cpu, false).unwrap();
+    assert!(r.health.probe_r2 > 0.8, "probe R2 {}", r.health.probe_r2);
+    let suite = tmp.path().join("suite.ron");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"Suite(name: "kp", seed: 5, episodes: 4, entries: [(
+                name: "one_room/jepa",
+                scenario: File("{}"),
+                model: Jepa("{}"),
+                planner: Cem(samples: 100, elites: 10, iterations: 3, horizon: 15, init_std: 0.8),
+                energy: (metric: L2, reduction: Sum, action_weight: 0.02),
+                mpc: (replan_every: 2),
+            )])"#,
+            scenario_path.display(),
+            model.display()
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zplan"))
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--no-progress",
+        ])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    let successes = records.iter().filter(|r| r["success"] == true).count();
+    assert!(
+        successes >= 3,
+        "{successes}/4 episodes reached the goal image: {results}"
+    );
+}
+
 #[test]
 fn bad_pixel_datasets_fail_before_training() {
     let tmp = tempfile::tempdir().unwrap();
