@@ -52,7 +52,7 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
         $Z collect scenarios/reach_pixels.ron --episodes 1000 --steps 60 --beta 1.0 --out data/reach_pixels
         $Z train --data data/reach_pixels --out models/trained/reach_pixels.safetensors --device cpu \
           --keypoints 3 --proprio-latent-dim 8 --enc-layers 0 --conv-widths 8,16 --batch 128 \
-          --steps 3000 --inverse-weight 1.0 --threads 1
+          --steps 2500 --inverse-weight 1.0 --threads 1
         ;;
       *) echo "unknown model $name (reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels)" >&2; exit 2 ;;
     esac

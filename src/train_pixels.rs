@@ -130,11 +130,14 @@ fn batch_loss(
         .encode_images(&frames(&img, 1, k)?, &frames(&prop, 1, k)?)?
         .f_reshape([b, k, latent])?;
     let actions = w.actions.f_to_device(device)?;
-    // The targets' variance per latent entry, averaged: the scale prediction errors are
-    // judged against (VICReg changes the latent scale while training).
+    // How far the targets move from the window's first latent (mean square per entry): the
+    // error of predicting "no motion", which prediction errors are judged against. Scale-free
+    // (VICReg changes the latent's scale while training), and entries that do not move within
+    // a window (a door) count in neither, so a latent cannot look good by encoding only what
+    // is static.
     let spread = tgt
-        .f_reshape([b * k, latent])?
-        .f_var_dim(0, false, false)?
+        .f_sub(&z_all.f_narrow(1, 0, 1)?.f_detach()?)?
+        .f_square()?
         .f_mean(Kind::Float)?;
     let l = jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)?;
     Ok((l, spread))
@@ -158,9 +161,7 @@ fn eval_loss(
         spread += var.double_value(&[]) * m as f64;
         start += m;
     }
-    // Relative to the targets' spread: a latent that grows (or shrinks) does not look better
-    // or worse by its scale alone, so the best checkpoint is the best predictor, not the
-    // least spread-out latent.
+    // Relative to how far the targets move: 1 is no better than predicting no motion.
     Ok(sum / spread.max(1e-12))
 }
 
