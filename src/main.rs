@@ -503,6 +503,24 @@ fn tune_allocator() {
     }
 }
 
+/// The model loaded with `opts`, and, when `opts` asks for another precision than float32, the
+/// same model in float32 to compare against (`model inspect --precision`).
+fn with_fp32_reference<M>(
+    opts: zplan_models::LoadOptions,
+    load: impl Fn(zplan_models::LoadOptions) -> zplan_models::Result<M>,
+) -> Result<(M, Option<M>)> {
+    let m = load(opts)?;
+    let reference = (opts.precision != Precision::Fp32)
+        .then(|| {
+            load(zplan_models::LoadOptions {
+                precision: Precision::Fp32,
+                ..opts
+            })
+        })
+        .transpose()?;
+    Ok((m, reference))
+}
+
 fn main() -> Result<()> {
     tune_allocator();
     // Before any thread starts: every worker and libtorch's pool inherit it.
@@ -636,18 +654,9 @@ fn main() -> Result<()> {
             let (m, reference, b) = match (scenario, obs_shape, action_dim) {
                 (Some(p), _, _) => {
                     let sc = zplan_sim::ScenarioConfig::load(&p)?;
-                    let load = |o: zplan_models::LoadOptions| {
+                    let (m, reference) = with_fp32_reference(opts, |o| {
                         zplan_models::load_model_with(&spec, &sc, &o)
-                    };
-                    let m = load(opts)?;
-                    let reference = (precision != Precision::Fp32)
-                        .then(|| {
-                            load(zplan_models::LoadOptions {
-                                precision: Precision::Fp32,
-                                ..opts
-                            })
-                        })
-                        .transpose()?;
+                    })?;
                     // Real observations of the scenario (the true state attached for the
                     // simulator-backed model, which encodes it).
                     let mut env = sc.build()?;
@@ -671,18 +680,9 @@ fn main() -> Result<()> {
                 }
                 (None, Some(o), Some(a)) => {
                     let obs = zplan_models::state_shape_spec(&o)?;
-                    let load = |o: zplan_models::LoadOptions| {
+                    let (m, reference) = with_fp32_reference(opts, |o| {
                         zplan_models::load_model_for_with(&spec, &obs, a, &o)
-                    };
-                    let m = load(opts)?;
-                    let reference = (precision != Precision::Fp32)
-                        .then(|| {
-                            load(zplan_models::LoadOptions {
-                                precision: Precision::Fp32,
-                                ..opts
-                            })
-                        })
-                        .transpose()?;
+                    })?;
                     if batch < 1 {
                         bail!("--batch must be at least 1, got {batch}");
                     }

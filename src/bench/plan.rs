@@ -764,16 +764,15 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
     // With candidate groups on several threads, a one-thread matmul is no fair reference.
     let count_flops = setup.jepa.is_some() && setup.rollout_threads == 1;
     let mut matmul = Vec::new();
-    let matmul_reps = 3;
-    if count_flops {
-        matmul.extend(matmul_gflops(
-            s.matmul_size,
-            matmul_reps,
-            model.precision().kind(),
-            device,
-            clock,
-        )?);
-    }
+    // The machine's matmul rate, measured before and after the plans (it drifts under load).
+    let measure_matmul = |matmul: &mut Vec<f64>| -> Result<()> {
+        if count_flops {
+            let kind = model.precision().kind();
+            matmul.extend(matmul_gflops(s.matmul_size, 3, kind, device, clock)?);
+        }
+        Ok(())
+    };
+    measure_matmul(&mut matmul)?;
 
     let mut plan_once = || -> Result<(f64, f64)> {
         planner.reset();
@@ -802,15 +801,7 @@ pub fn run_plan_bench(setup: &PlanSetup, s: &PlanBenchSettings) -> Result<PlanBe
         replay.run(model)?;
         rollout_ms.push(ms(t)?);
     }
-    if count_flops {
-        matmul.extend(matmul_gflops(
-            s.matmul_size,
-            matmul_reps,
-            model.precision().kind(),
-            device,
-            clock,
-        )?);
-    }
+    measure_matmul(&mut matmul)?;
 
     let plan = Timing::of(plan_ms);
     let rollout = Timing::of(rollout_ms);
