@@ -155,7 +155,8 @@ fn keypoint_heads_write_image_coordinates_and_round_trip() {
     let path = dir.path().join("kp.safetensors");
     let model = JepaModel::new(keypoint_config(3, 2), Device::Cpu).unwrap();
     let z = model.encode(&batch(4, 2)).unwrap();
-    assert_eq!(z.size(), [4, 10]);
+    // 3 keypoints (6 entries) and the proprio latent (8).
+    assert_eq!(z.size(), [4, 14]);
     // The scene latent is 3 (x, y) pairs inside the image, [-1, 1].
     let scene = z.narrow(1, 0, 6);
     assert!(scene.abs().max().double_value(&[]) <= 1.0, "{scene}");
@@ -173,7 +174,7 @@ fn keypoint_heads_write_image_coordinates_and_round_trip() {
             &Tensor::zeros([4, 5, 2], (Kind::Float, Device::Cpu)),
         )
         .unwrap();
-    assert_eq!(zs.size(), [4, 5, 10]);
+    assert_eq!(zs.size(), [4, 5, 14]);
 
     // The latent size must be what the head writes: named in the error.
     let mut bad = keypoint_config(3, 2);
