@@ -112,7 +112,7 @@ fn batch_loss(
     cfg: &TrainConfig,
     action_scale: &(Tensor, Tensor),
     device: Device,
-) -> Result<(Losses, Tensor)> {
+) -> Result<Losses> {
     let s = w.image.size();
     let (b, k1) = (s[0], s[1]);
     let k = k1 - 1;
@@ -130,17 +130,7 @@ fn batch_loss(
         .encode_images(&frames(&img, 1, k)?, &frames(&prop, 1, k)?)?
         .f_reshape([b, k, latent])?;
     let actions = w.actions.f_to_device(device)?;
-    // How far the targets move from the window's first latent (mean square per entry): the
-    // error of predicting "no motion", which prediction errors are judged against. Scale-free
-    // (VICReg changes the latent's scale while training), and entries that do not move within
-    // a window (a door) count in neither, so a latent cannot look good by encoding only what
-    // is static.
-    let spread = tgt
-        .f_sub(&z_all.f_narrow(1, 0, 1)?.f_detach()?)?
-        .f_square()?
-        .f_mean(Kind::Float)?;
-    let l = jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)?;
-    Ok((l, spread))
+    jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)
 }
 
 fn eval_loss(
@@ -152,17 +142,19 @@ fn eval_loss(
     device: Device,
 ) -> Result<f64> {
     let _g = tch::no_grad_guard();
-    let (mut sum, mut spread) = (0.0, 0.0);
+    let (mut sum, mut n) = (0.0, 0.0);
     let mut start = 0;
     while start < val.len() {
         let m = 128.min(val.len() - start);
-        let (l, var) = batch_loss(nets, target, &val.narrow(start, m)?, cfg, scale, device)?;
-        sum += l.pred.double_value(&[]) * m as f64;
-        spread += var.double_value(&[]) * m as f64;
+        let l = batch_loss(nets, target, &val.narrow(start, m)?, cfg, scale, device)?;
+        // The whole objective (prediction + VICReg + inverse dynamics), as trained: the
+        // prediction error alone is not comparable across steps (VICReg changes the latent's
+        // scale) and rewards latents that move little or encode only what is static.
+        sum += l.total.double_value(&[]) * m as f64;
+        n += m as f64;
         start += m;
     }
-    // Relative to how far the targets move: 1 is no better than predicting no motion.
-    Ok(sum / spread.max(1e-12))
+    Ok(sum / n.max(1.0))
 }
 
 /// Latents of the first frame of every window, and that frame's true state.
@@ -388,7 +380,7 @@ pub fn train_pixels(
                 .collect();
             let batch = src.gather(&chunk, &starts, k)?;
             opt.set_lr(cosine_lr(cfg.lr, step, cfg.steps));
-            let (l, _) = batch_loss(&nets, &target, &batch, cfg, &scale, device)?;
+            let l = batch_loss(&nets, &target, &batch, cfg, &scale, device)?;
             opt.zero_grad();
             l.total.f_backward()?;
             opt.step();
