@@ -21,13 +21,17 @@ use zplan_sim::ScenarioConfig;
 /// in well under this.
 const BOUND: Duration = Duration::from_secs(2);
 
-const SCENARIOS: [(&str, &str); 4] = [
+const SCENARIOS: [(&str, &str); 5] = [
     ("reach.ron", include_str!("../scenarios/reach.ron")),
     ("two_rooms.ron", include_str!("../scenarios/two_rooms.ron")),
     ("push.ron", include_str!("../scenarios/push.ron")),
     (
         "reach_pixels.ron",
         include_str!("../scenarios/reach_pixels.ron"),
+    ),
+    (
+        "two_rooms_pixels.ron",
+        include_str!("../scenarios/two_rooms_pixels.ron"),
     ),
 ];
 const SUITE: &str = include_str!("../scenarios/default.ron");
