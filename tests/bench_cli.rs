@@ -6,25 +6,8 @@ use std::process::{Command, Output};
 use tch::Device;
 use zplan_models::{JepaConfig, JepaModel};
 
-const ZPLAN: &str = env!("CARGO_BIN_EXE_zplan");
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn zplan(args: &[&str]) -> Output {
-    Command::new(ZPLAN)
-        .args(args)
-        .output()
-        .expect("running zplan")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{python, repo, text, zplan};
 
 /// The `key=value` pairs of the last stdout line; every value must be a positive number.
 fn last_line(out: &Output) -> BTreeMap<String, f64> {
@@ -65,13 +48,6 @@ const SMALL: [&str; 10] = [
     "--warmup",
     "1",
 ];
-
-fn python() -> String {
-    std::env::var("ZPLAN_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
 
 /// Exports the tiny example TorchScript model, or explains why it cannot.
 fn export_tiny(dir: &Path) -> Result<PathBuf, String> {

@@ -6,18 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ZPLAN: &str = env!("CARGO_BIN_EXE_zplan");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn python() -> String {
-    std::env::var("ZPLAN_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
+mod common;
+use common::{python, records, repo, zplan};
 
 /// Exports the example CNN with `args`, panicking with python's output on failure (the
 /// project's python with torch is part of the setup).
@@ -34,14 +24,6 @@ fn export_cnn(out: &Path, args: &[&str]) {
         "export_cnn_example.py failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-fn zplan(args: &[&str]) -> std::process::Output {
-    Command::new(ZPLAN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("zplan runs")
 }
 
 fn suite(dir: &Path, model: &str, scenario: &str, extra: &str) -> PathBuf {
@@ -69,14 +51,6 @@ fn suite(dir: &Path, model: &str, scenario: &str, extra: &str) -> PathBuf {
     let p = dir.join("suite.ron");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -3,34 +3,9 @@
 //! the override for `--resume`, and a bf16 JEPA still plans the reach arm to its goal.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const ZPLAN: &str = env!("CARGO_BIN_EXE_zplan");
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn zplan(args: &[&str]) -> Output {
-    Command::new(ZPLAN)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("running zplan")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(out: &Output) -> (String, String) {
-    let (stdout, stderr) = text(out);
-    assert!(out.status.success(), "zplan failed:\n{stdout}\n{stderr}");
-    (stdout, stderr)
-}
+mod common;
+use common::{ok, records, repo, text, zplan};
 
 /// A suite of one reach entry with the shipped JEPA model; `extra` is added to the entry.
 fn reach_suite(dir: &Path, planner: &str, max_steps: u32, extra: &str) -> PathBuf {
@@ -59,14 +34,6 @@ fn reach_suite(dir: &Path, planner: &str, max_steps: u32, extra: &str) -> PathBu
     let p = dir.join("suite.ron");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -7,35 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ZPLAN: &str = env!("CARGO_BIN_EXE_zplan");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn scenario(name: &str) -> String {
-    repo().join("scenarios").join(name).display().to_string()
-}
-
-fn python() -> String {
-    std::env::var("ZPLAN_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
-}
-
-fn zplan(args: &[&str]) -> std::process::Output {
-    Command::new(ZPLAN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("zplan runs")
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{python, repo, scenario, stderr, zplan, ZPLAN};
 
 /// Runs python code from the file `script` (TorchScript's compiler reads class sources, so the
 /// code cannot come from `-c`), panicking with its output on failure.
@@ -111,23 +84,9 @@ fn results(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// (entry, episode, seed, success, steps, final distance) per record, sorted.
+/// The deterministic facts of the records in `dir` (none when it has no results yet).
 fn facts(dir: &Path) -> Vec<(String, u64, u64, bool, u64, String)> {
-    let mut v: Vec<_> = results(dir)
-        .iter()
-        .map(|r| {
-            (
-                r["entry"].as_str().unwrap().to_string(),
-                r["episode"].as_u64().unwrap(),
-                r["seed"].as_u64().unwrap(),
-                r["success"].as_bool().unwrap(),
-                r["steps"].as_u64().unwrap(),
-                format!("{:?}", r["final_distance"].as_f64()),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    common::facts(&results(dir))
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ZPLAN: &str = env!("CARGO_BIN_EXE_zplan");
+mod common;
+use common::{facts, records, zplan, ZPLAN};
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -46,41 +47,6 @@ Suite(
     let p = dir.join("suite.ron");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn zplan(args: &[&str]) -> std::process::Output {
-    Command::new(ZPLAN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("zplan runs")
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The deterministic part of an episode record, keyed for comparison.
-fn key_facts(recs: &[serde_json::Value]) -> Vec<(String, u64, u64, bool, u64, String)> {
-    let mut v: Vec<_> = recs
-        .iter()
-        .map(|r| {
-            (
-                r["entry"].as_str().unwrap().to_string(),
-                r["episode"].as_u64().unwrap(),
-                r["seed"].as_u64().unwrap(),
-                r["success"].as_bool().unwrap(),
-                r["steps"].as_u64().unwrap(),
-                format!("{:.9}", r["final_distance"].as_f64().unwrap()),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -184,7 +150,7 @@ fn shards_merge_to_the_unsharded_results() {
         merged.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(key_facts(&records(&merged)), key_facts(&records(&full)));
+    assert_eq!(facts(&records(&merged)), facts(&records(&full)));
     // The deterministic summary columns agree too.
     let cols = |p: &Path| -> Vec<String> {
         std::fs::read_to_string(p.join("summary.csv"))
@@ -243,8 +209,8 @@ fn resume_after_kill_loses_nothing_and_repeats_nothing() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = records(&out);
     assert_eq!(recs.len(), 10, "every episode exactly once");
-    let facts = key_facts(&recs);
-    let mut keys: Vec<_> = facts.iter().map(|f| (f.0.clone(), f.1)).collect();
+    let resumed = facts(&recs);
+    let mut keys: Vec<_> = resumed.iter().map(|f| (f.0.clone(), f.1)).collect();
     keys.dedup();
     assert_eq!(keys.len(), 10, "no episode run twice");
     // Same results as an uninterrupted run.
@@ -259,7 +225,7 @@ fn resume_after_kill_loses_nothing_and_repeats_nothing() {
         "cpu",
     ]);
     assert!(o.status.success());
-    assert_eq!(facts, key_facts(&records(&clean)));
+    assert_eq!(resumed, facts(&records(&clean)));
 }
 
 #[test]
