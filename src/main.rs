@@ -212,6 +212,12 @@ struct TrainArgs {
     /// the latent is 2K plus the proprio entries)
     #[arg(long, conflicts_with = "latent_dim")]
     keypoints: Option<i64>,
+    /// Pixel datasets with --keypoints: the VICReg variance floor of each keypoint's spread
+    /// sqrt(var x + var y) in image coordinates [-1, 1] (default: a unit floor on every
+    /// coordinate). A small floor (0.1) lets a keypoint track a body that moves little or
+    /// along one axis, such as two_rooms_doors' door
+    #[arg(long, requires = "keypoints")]
+    keypoint_std: Option<f64>,
 }
 
 impl TrainArgs {
@@ -246,6 +252,7 @@ impl TrainArgs {
             c.image_layer_norm = v;
         }
         c.keypoints = self.keypoints.unwrap_or(0);
+        c.keypoint_std = self.keypoint_std.unwrap_or(0.0);
         c
     }
 }

@@ -79,6 +79,13 @@ pub struct TrainConfig {
     /// scene latent is then `2 × keypoints` entries and `latent_dim` is set from it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keypoints: i64,
+    /// Pixel models with keypoints: the VICReg variance floor of each keypoint's spread
+    /// `sqrt(var x + var y)` (image coordinates in `[-1, 1]`) instead of the default unit
+    /// floor on every coordinate (0: the default). A keypoint that tracks something which
+    /// moves little or along one axis only (a door that slides along its wall) then keeps
+    /// tracking it instead of being pushed onto the most mobile body.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub keypoint_std: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -118,6 +125,7 @@ impl Default for TrainConfig {
             conv_widths: Vec::new(),
             image_layer_norm: true,
             keypoints: 0,
+            keypoint_std: 0.0,
         }
     }
 }
@@ -148,6 +156,10 @@ impl TrainConfig {
         nonneg("var-weight", self.var_weight)?;
         nonneg("cov-weight", self.cov_weight)?;
         nonneg("inverse-weight", self.inverse_weight)?;
+        nonneg("keypoint-std", self.keypoint_std)?;
+        if self.keypoint_std > 0.0 && self.keypoints == 0 {
+            bail!("--keypoint-std needs --keypoints (it is the variance floor of each keypoint)");
+        }
         if !(0..=256).contains(&self.keypoints) {
             bail!("--keypoints must be in 1..=256, got {}", self.keypoints);
         }
@@ -426,13 +438,41 @@ fn gather(
     Ok((o.f_to_device(device)?, a.f_to_device(device)?))
 }
 
-pub(crate) fn vicreg(z: &Tensor) -> Result<(Tensor, Tensor)> {
+/// VICReg's variance and covariance terms of latents `z [N, L]`.
+///
+/// Variance: a hinge `relu(floor - std)` averaged over units. By default every latent entry is
+/// a unit with floor 1. With `keypoints = Some((k, floor))` the first `2k` entries are `k`
+/// keypoints' `(x, y)`, and each keypoint is one unit whose std is its spread
+/// `sqrt(var x + var y)`, with that floor; the other entries keep the unit floor.
+pub(crate) fn vicreg(z: &Tensor, keypoints: Option<(i64, f64)>) -> Result<(Tensor, Tensor)> {
     let b = z.size()[0] as f64;
     let d = z.size()[1];
     let zc = z - z.f_mean_dim(0, true, Kind::Float)?;
-    let std =
-        (zc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (b - 1.0) + 1e-4).f_sqrt()?;
-    let var_loss = (std * -1.0 + 1.0).f_relu()?.f_mean(Kind::Float)?;
+    let var = zc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (b - 1.0); // [L]
+    let hinge = |v: &Tensor, floor: f64| -> Result<Tensor> {
+        Ok((v + 1e-4)
+            .f_sqrt()?
+            .f_mul_scalar(-1.0)?
+            .f_add_scalar(floor)?
+            .f_relu()?)
+    };
+    let var_loss = match keypoints {
+        Some((k, floor)) if k > 0 && 2 * k <= d => {
+            let spread = var
+                .f_narrow(0, 0, 2 * k)?
+                .f_reshape([k, 2])?
+                .f_sum_dim_intlist(1, false, Kind::Float)?;
+            let units = Tensor::f_cat(
+                &[
+                    hinge(&spread, floor)?,
+                    hinge(&var.f_narrow(0, 2 * k, d - 2 * k)?, 1.0)?,
+                ],
+                0,
+            )?;
+            units.f_mean(Kind::Float)?
+        }
+        _ => hinge(&var, 1.0)?.f_mean(Kind::Float)?,
+    };
     let cov = zc.f_transpose(0, 1)?.f_matmul(&zc)? / (b - 1.0);
     let eye = Tensor::eye(d, (Kind::Float, z.device()));
     let off: Tensor = cov * (eye * -1.0 + 1.0);
@@ -491,7 +531,8 @@ pub(crate) fn jepa_objective(
         )?;
     }
     let pred = pred / k as f64;
-    let (var_l, cov_l) = vicreg(all)?;
+    let kp = (cfg.keypoint_std > 0.0).then_some((cfg.keypoints, cfg.keypoint_std));
+    let (var_l, cov_l) = vicreg(all, kp)?;
     let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
     if cfg.inverse_weight > 0.0 {
         let z0 = z_all.f_select(1, 0)?;
@@ -901,4 +942,43 @@ fn proprio_indices(names: &[String], obs_names: &[String]) -> Result<Vec<usize>>
 pub(crate) fn checkpoint_path(out: &Path) -> PathBuf {
     let stem = out.with_extension("");
     PathBuf::from(format!("{}.best-checkpoint.safetensors", stem.display()))
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+
+    /// 64 samples of one keypoint sliding along y only (x fixed, y std about 0.3) and one
+    /// free latent entry of std about 2.
+    fn door_like() -> Tensor {
+        let n = 64;
+        let y = Tensor::linspace(-0.5, 0.5, n, (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        let free = Tensor::linspace(-3.5, 3.5, n, (Kind::Float, Device::Cpu));
+        Tensor::stack(&[x, y, free], 1)
+    }
+
+    #[test]
+    fn keypoint_floor_spares_a_keypoint_that_moves_along_one_axis() {
+        let z = door_like();
+        let (pooled, _) = vicreg(&z, Some((1, 0.1))).unwrap();
+        assert_abs_diff_eq!(pooled.double_value(&[]), 0.0, epsilon = 1e-6);
+        // The unit floor on every coordinate penalises the fixed x and the small y spread.
+        let (unit, _) = vicreg(&z, None).unwrap();
+        assert!(unit.double_value(&[]) > 0.5, "{}", unit.double_value(&[]));
+    }
+
+    #[test]
+    fn keypoint_floor_still_penalises_a_keypoint_that_never_moves() {
+        let z = door_like();
+        let _ = z.narrow(1, 1, 1).fill_(0.25);
+        let (l, _) = vicreg(&z, Some((1, 0.1))).unwrap();
+        // One of two units (the keypoint, spread 0 -> hinge 0.1 - 0.01) is penalised.
+        assert_abs_diff_eq!(l.double_value(&[]), (0.1 - 0.01) / 2.0, epsilon = 1e-3);
+    }
 }
