@@ -7,6 +7,10 @@
 //! - `<planner>/plan/b<B>_h<H>`: one whole plan of 5 iterations (iCEM's population decays from
 //!   `B` over them).
 //!
+//! `normals/<generator>/9600`: drawing the 9 600 standard normals of one 300 × 16 × 2 iteration
+//! with the planners' [`zplan_planner::NormalStream`] and, for comparison, with the ChaCha8
+//! stream and rand_distr's ziggurat the planners used before.
+//!
 //! Elites are 10 % of the samples. Every measured plan starts from a reset planner with no warm
 //! start, so each repetition does the same work.
 //!
@@ -107,6 +111,33 @@ fn bench_planner(c: &mut Criterion, model: &JepaModel, kind: &str) {
     }
 }
 
+/// The planners' normal stream against ChaCha8 + ziggurat, 9 600 normals per call.
+fn bench_normals(c: &mut Criterion) {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    const N: usize = 300 * 16 * 2;
+    let mut group = c.benchmark_group("normals");
+    group.throughput(Throughput::Elements(N as u64));
+    let mut out = vec![0.0f32; N];
+    let mut stream = zplan_planner::NormalStream::new(1);
+    group.bench_function(BenchmarkId::new("normal_stream", N), |b| {
+        b.iter(|| {
+            stream.fill(&mut out);
+            std::hint::black_box(&out);
+        })
+    });
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    group.bench_function(BenchmarkId::new("chacha8_ziggurat", N), |b| {
+        b.iter(|| {
+            for x in out.iter_mut() {
+                *x = StandardNormal.sample(&mut rng);
+            }
+            std::hint::black_box(&out);
+        })
+    });
+    group.finish();
+}
+
 fn main() {
     let threads = std::env::var("ZPLAN_BENCH_THREADS")
         .ok()
@@ -120,6 +151,7 @@ fn main() {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .configure_from_args();
+    bench_normals(&mut c);
     let model = JepaModel::new(JepaConfig::new(OBS_DIM, ACTION_DIM), Device::Cpu).expect("JEPA");
     assert_eq!(model.latent_shape(), [64]);
     for kind in ["cem", "icem", "mppi"] {

@@ -183,8 +183,14 @@ fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Resu
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_C011_EC70);
     let mut white = Vec::new();
     let mut per_dim = vec![vec![0f32; n_blocks]; a_dim];
+    // The collection stream (ChaCha8 + ziggurat) is kept as it was: the shipped models were
+    // trained on what it draws.
     for d in per_dim.iter_mut() {
-        noise.sample(&mut rng, &mut white, d);
+        white.clear();
+        white.extend((0..n_blocks).map(|_| -> f32 {
+            rand_distr::Distribution::sample(&rand_distr::StandardNormal, &mut rng)
+        }));
+        noise.color(&white, d);
     }
     // A random constant offset per episode widens the state coverage (not only zero-mean wiggles).
     let offsets: Vec<f32> = (0..a_dim).map(|_| rng.random_range(-0.3f32..0.3)).collect();

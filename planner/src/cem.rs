@@ -4,8 +4,8 @@ use crate::bounds::ActionBounds;
 pub use crate::device_cem::Backend;
 use crate::device_cem::{DeviceCemSettings, DevicePlan};
 use crate::error::{Check, Result};
+use crate::normal::NormalStream;
 use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Which sequence a CEM-family planner hands back.
@@ -45,7 +45,7 @@ pub struct CemConfig {
     /// Return the final mean or the best candidate.
     pub return_mode: ReturnMode,
     /// Where the population lives: `Host` (the default: sampled on the CPU from the seeded
-    /// ChaCha stream, energies read back every iteration) or `Device` (sampled, scored, ranked
+    /// normal stream, energies read back every iteration) or `Device` (sampled, scored, ranked
     /// and refitted on the model's device with a counter-based generator; one download per
     /// plan; see [`Backend`]). Seeded results differ between the two.
     pub backend: Backend,
@@ -130,7 +130,7 @@ impl Sampler for CemStrategy {
         self.config.samples
     }
 
-    fn sample(&mut self, _i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
+    fn sample(&mut self, _i: u32, rng: &mut NormalStream, out: &mut Vec<f32>) {
         sampling::sample_gaussian(
             rng,
             &self.gauss.mean,

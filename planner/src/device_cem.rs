@@ -3,7 +3,7 @@
 //! once, at its end, to download the plan, its energy and the energy trace.
 //!
 //! The host backend ([`Backend::Host`], the default) samples on the CPU from the planner's
-//! ChaCha stream and reads the `[S]` energies back every iteration; on a CPU model that is the
+//! normal stream ([`crate::NormalStream`]) and reads the `[S]` energies back every iteration; on a CPU model that is the
 //! faster path (energies are scored straight from the rollout's memory). On an accelerator
 //! the device backend saves at least two synchronisations and one upload per iteration.
 //!
@@ -27,7 +27,7 @@ use tch::{Device, Kind, Tensor};
 /// Where a CEM planner keeps its population.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Backend {
-    /// Sample and refit on the host (seeded ChaCha stream); one upload of the candidates and
+    /// Sample and refit on the host (seeded normal stream); one upload of the candidates and
     /// one download of the energies per iteration. The default; fastest on CPU models.
     #[default]
     Host,

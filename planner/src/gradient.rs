@@ -6,10 +6,9 @@
 use crate::bounds::ActionBounds;
 use crate::cem::{CemConfig, CemStrategy};
 use crate::error::{Check, PlannerError, Result};
+use crate::normal::NormalStream;
 use crate::plan::Budget;
 use crate::sampling::{self, Ctx, Settings, Strategy, Warm};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 use zplan_models::WorldModel;
@@ -130,7 +129,7 @@ struct Adam {
 pub(crate) struct GradientStrategy {
     config: GradientConfig,
     bounds: ActionBounds,
-    cem: Option<(CemStrategy, ChaCha8Rng)>,
+    cem: Option<(CemStrategy, NormalStream)>,
     /// The start point without CEM: the warm start or the centre.
     start: Vec<f32>,
     adam: Option<Adam>,
@@ -144,7 +143,6 @@ impl GradientStrategy {
 
     /// The start point and Adam's state, at the first gradient step.
     fn start_adam(&self, ctx: &mut Ctx<'_, '_>) -> Result<Adam> {
-        use rand_distr::{Distribution, StandardNormal};
         let init = match &self.cem {
             // CEM's best candidate, as the actions it plans (denormalised and normalised
             // again, as when CEM ran as a separate planner).
@@ -158,9 +156,10 @@ impl GradientStrategy {
         let s = self.config.samples;
         let mut u0 = Vec::with_capacity(s.saturating_mul(init.len()));
         u0.extend_from_slice(&init);
-        for _ in 1..s {
-            for &m in &init {
-                let n: f32 = StandardNormal.sample(&mut *ctx.rng);
+        let mut noise = vec![0.0f32; s.saturating_sub(1) * init.len()];
+        ctx.rng.fill(&mut noise);
+        for row in noise.chunks_exact(init.len().max(1)) {
+            for (&m, &n) in init.iter().zip(row) {
                 u0.push((m + self.config.init_std * n).clamp(-1.0, 1.0));
             }
         }
@@ -258,7 +257,7 @@ impl Strategy for GradientStrategy {
             // The gradient starts from CEM's best candidate (whatever its `return_mode`).
             Some(c) => Some((
                 CemStrategy::new(c.clone(), bounds, seed)?,
-                ChaCha8Rng::seed_from_u64(cem_seed(seed)),
+                NormalStream::new(cem_seed(seed)),
             )),
             None => None,
         };
@@ -335,7 +334,7 @@ impl Strategy for GradientStrategy {
         self.adam = None;
         if let Some((cem, rng)) = &mut self.cem {
             cem.reset(seed);
-            *rng = ChaCha8Rng::seed_from_u64(cem_seed(seed));
+            *rng = NormalStream::new(cem_seed(seed));
         }
     }
 }

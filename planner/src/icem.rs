@@ -4,8 +4,8 @@ use crate::bounds::ActionBounds;
 use crate::cem::ReturnMode;
 use crate::error::{Check, Result};
 use crate::noise::ColoredNoise;
+use crate::normal::NormalStream;
 use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// iCEM settings (defaults from the paper and the design table: 300 samples, 10 elites,
@@ -144,7 +144,7 @@ impl Sampler for ICemStrategy {
         self.config.population(i)
     }
 
-    fn sample(&mut self, i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
+    fn sample(&mut self, i: u32, rng: &mut NormalStream, out: &mut Vec<f32>) {
         let pop = self.config.population(i);
         let mean = &self.gauss.mean;
         let ha = mean.len();

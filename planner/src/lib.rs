@@ -66,7 +66,7 @@
 //!
 //! # Threads and determinism
 //!
-//! Planners sample on the host from a seeded ChaCha stream and upload once per iteration, so
+//! Planners sample on the host from a seeded counter-based normal stream ([`NormalStream`]) and upload once per iteration, so
 //! the same seed, model and inputs give bit-identical plans on the CPU whatever the thread
 //! that plans. Inference runs under `no_grad`; the gradient planner enables grad mode itself
 //! (grad mode is thread-local in libtorch).
@@ -151,6 +151,7 @@ mod icem;
 mod mpc;
 mod mppi;
 mod noise;
+mod normal;
 mod plan;
 mod planner;
 mod sampling;
@@ -167,6 +168,7 @@ pub use icem::ICemConfig;
 pub use mpc::{Mpc, MpcConfig, MpcStep};
 pub use mppi::MppiConfig;
 pub use noise::ColoredNoise;
+pub use normal::NormalStream;
 pub use plan::{Budget, Plan, PlanOutput};
 pub use planner::{Cem, Gradient, ICem, Mppi, Planner, PlannerConfig};
 pub use stats::duration_percentile;

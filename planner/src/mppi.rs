@@ -3,8 +3,8 @@
 use crate::bounds::ActionBounds;
 use crate::cem::ReturnMode;
 use crate::error::{Check, Result};
+use crate::normal::NormalStream;
 use crate::sampling::{self, Ctx, Gaussian, Sampler, Settings, Strategy, Warm};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// MPPI settings (defaults after TD-MPC2: 512 samples, 64 elites, 6 iterations, temperature
@@ -115,7 +115,7 @@ impl Sampler for MppiStrategy {
         self.config.samples
     }
 
-    fn sample(&mut self, _i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>) {
+    fn sample(&mut self, _i: u32, rng: &mut NormalStream, out: &mut Vec<f32>) {
         sampling::sample_gaussian(
             rng,
             &self.gauss.mean,

@@ -8,7 +8,7 @@
 //! `(n, β)` (no FFT needed) and apply it per sequence. Every `x_t` has exactly unit variance.
 
 use crate::error::{Check, Result};
-use rand_distr::{Distribution, StandardNormal};
+use crate::normal::NormalStream;
 
 /// Linear map from `n` white Gaussian samples to `n` samples of unit-variance `1/f^β` noise.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,14 +83,16 @@ impl ColoredNoise {
     }
 
     /// Draws one sequence into `out` (`len()` entries), using `white` as scratch.
-    pub fn sample<R: rand::Rng + ?Sized>(
-        &self,
-        rng: &mut R,
-        white: &mut Vec<f32>,
-        out: &mut [f32],
-    ) {
+    pub fn sample(&self, rng: &mut NormalStream, white: &mut Vec<f32>, out: &mut [f32]) {
         white.clear();
-        white.extend((0..self.n).map(|_| -> f32 { StandardNormal.sample(rng) }));
+        white.resize(self.n, 0.0);
+        rng.fill(white);
+        self.color(white, out);
+    }
+
+    /// Colors one sequence of white standard normals `white` (`len()` of them, from any
+    /// source) into `out` (`len()` entries).
+    pub fn color(&self, white: &[f32], out: &mut [f32]) {
         for (t, x) in out.iter_mut().enumerate().take(self.n) {
             let row = &self.matrix[t * self.n..(t + 1) * self.n];
             *x = row.iter().zip(white.iter()).map(|(a, b)| a * b).sum();
@@ -104,27 +106,29 @@ impl ColoredNoise {
     /// white samples in the same order, but with the `n × n` map applied to all sequences at
     /// once (a loop over sequences innermost, which the compiler vectorises; each sequence's
     /// sums keep the order of `sample`). `white` is scratch.
-    pub fn sample_many<R: rand::Rng + ?Sized>(
+    pub fn sample_many(
         &self,
-        rng: &mut R,
+        rng: &mut NormalStream,
         count: usize,
         white: &mut Vec<f32>,
         out: &mut Vec<f32>,
     ) {
         let n = self.n;
-        // White samples transposed: `white[c·count + s]` is sample `c` of sequence `s`.
+        // The white samples in stream order (sequence after sequence) land in `out` first,
+        // then transposed into `white`: `white[c·count + s]` is sample `c` of sequence `s`.
+        out.clear();
+        out.resize(n * count, 0.0);
+        rng.fill(out);
         white.clear();
         white.resize(n * count, 0.0);
-        for s in 0..count {
-            for c in 0..n {
-                white[c * count + s] = StandardNormal.sample(rng);
+        for (s, seq) in out.chunks_exact(n).enumerate() {
+            for (c, &x) in seq.iter().enumerate() {
+                white[c * count + s] = x;
             }
         }
         // Colored, transposed the same way, accumulated in the order of `sample`'s sums
-        // (which start from -0.0).
+        // (which start from -0.0), overwriting `out`.
         let mut acc = vec![-0.0f32; count];
-        out.clear();
-        out.resize(n * count, 0.0);
         for t in 0..n {
             acc.fill(-0.0);
             for (c, &m) in self.matrix[t * n..(t + 1) * n].iter().enumerate() {
@@ -142,11 +146,10 @@ impl ColoredNoise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     fn stats(n: usize, beta: f32) -> (Vec<f32>, f32) {
         let noise = ColoredNoise::new(n, beta).unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut rng = NormalStream::new(1);
         let (mut white, mut x) = (Vec::new(), vec![0.0; n]);
         let reps = 20_000;
         let mut var = vec![0.0f32; n];
@@ -172,10 +175,10 @@ mod tests {
             seed in proptest::prelude::any::<u64>(),
         ) {
             let noise = ColoredNoise::new(n, beta).unwrap();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = NormalStream::new(seed);
             let (mut white, mut many) = (Vec::new(), Vec::new());
             noise.sample_many(&mut rng, count, &mut white, &mut many);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = NormalStream::new(seed);
             let mut one = vec![0.0; n];
             for s in 0..count {
                 noise.sample(&mut rng, &mut white, &mut one);

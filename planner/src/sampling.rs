@@ -4,7 +4,7 @@
 //! algorithm.
 //!
 //! Candidates live on the host in the normalised action space `u ∈ [-1, 1]` (see
-//! [`ActionBounds`]); each iteration draws them from a seeded ChaCha stream, denormalises them
+//! [`ActionBounds`]); each iteration draws them from a seeded [`NormalStream`], denormalises them
 //! into one upload buffer, rolls all of them out in a single `model.rollout` call with `z0`
 //! expanded (not copied) to the batch, and scores them: on the host for CPU models (in place
 //! when the model vouches for its result with [`Rollout::exclusive`], else from a copy in a
@@ -15,10 +15,9 @@
 use crate::bounds::ActionBounds;
 use crate::energy::{self, Energy, EnergyConfig};
 use crate::error::{PlannerError, Result};
+use crate::normal::NormalStream;
 use crate::plan::{Budget, Plan, PlanOutput};
 use crate::planner::Planner;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use zplan_models::{Rollout, WorldModel};
@@ -260,7 +259,7 @@ pub(crate) struct Ctx<'a, 'm> {
     pub energy: &'a Energy,
     pub bounds: &'a ActionBounds,
     /// The planner's random stream (seeded, rewound by `reset`).
-    pub rng: &'a mut ChaCha8Rng,
+    pub rng: &'a mut NormalStream,
     pub scratch: &'a mut Scratch,
     /// Best so far; a strategy offers each iteration's best candidate to it.
     pub best: Best,
@@ -341,7 +340,7 @@ pub(crate) trait Sampler {
     /// Candidates in iteration `i`.
     fn population(&self, i: u32) -> usize;
     /// Writes the normalised candidates of iteration `i` into `out` (`population(i)·H·A`).
-    fn sample(&mut self, i: u32, rng: &mut ChaCha8Rng, out: &mut Vec<f32>);
+    fn sample(&mut self, i: u32, rng: &mut NormalStream, out: &mut Vec<f32>);
     /// Refits the sampling distribution from the evaluated candidates. `order` is best first
     /// and its first `finite` entries have finite energies (`finite >= 1`).
     fn refit(&mut self, i: u32, u: &[f32], energies: &[f32], order: &[usize], finite: usize);
@@ -351,7 +350,7 @@ pub(crate) trait Sampler {
 /// evaluate in one batched rollout, rank, offer the best, refit.
 pub(crate) fn sampling_round(
     sampler: &mut impl Sampler,
-    rng: Option<&mut ChaCha8Rng>,
+    rng: Option<&mut NormalStream>,
     i: u32,
     ctx: &mut Ctx<'_, '_>,
 ) -> Result<()> {
@@ -491,7 +490,7 @@ pub(crate) struct SamplingPlanner<S> {
     bounds: ActionBounds,
     energy: Energy,
     seed: u64,
-    rng: ChaCha8Rng,
+    rng: NormalStream,
     scratch: Scratch,
 }
 
@@ -514,7 +513,7 @@ where
             bounds,
             energy,
             seed,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: NormalStream::new(seed),
             scratch: Scratch::default(),
         })
     }
@@ -565,7 +564,7 @@ impl<S: Strategy> Planner for SamplingPlanner<S> {
     }
 
     fn reset(&mut self) {
-        self.rng = ChaCha8Rng::seed_from_u64(self.seed);
+        self.rng = NormalStream::new(self.seed);
         self.strategy.reset(self.seed);
     }
 
@@ -729,14 +728,13 @@ pub(crate) fn shift_u(u: &mut [f32], k: usize, action_dim: usize) {
 /// the compiler vectorises ([`clip`]; `clamp` in the same loop as the draws branched and
 /// mispredicted about once per clipped entry).
 pub(crate) fn sample_gaussian(
-    rng: &mut rand_chacha::ChaCha8Rng,
+    rng: &mut NormalStream,
     mean: &[f32],
     std: &[f32],
     count: usize,
     include_mean: bool,
     out: &mut Vec<f32>,
 ) {
-    use rand_distr::{Distribution, StandardNormal};
     let ha = mean.len();
     out.clear();
     out.resize(count * ha, 0.0);
@@ -747,9 +745,7 @@ pub(crate) fn sample_gaussian(
         0
     };
     let noise = &mut out[start..];
-    for x in noise.iter_mut() {
-        *x = StandardNormal.sample(rng);
-    }
+    rng.fill(noise);
     for row in noise.chunks_exact_mut(ha.max(1)) {
         for ((x, m), s) in row.iter_mut().zip(mean).zip(std) {
             *x = clip(m + s * *x, -1.0, 1.0);
@@ -815,21 +811,19 @@ mod tests {
             seed in any::<u64>(),
             spread in 0.05f32..3.0,
         ) {
-            use rand::SeedableRng;
-            use rand_distr::{Distribution, StandardNormal};
             let mean: Vec<f32> = (0..ha).map(|j| ((j * 37 % 11) as f32 / 5.0 - 1.0).clamp(-1.0, 1.0)).collect();
             let std: Vec<f32> = (0..ha).map(|j| spread * (1.0 + j as f32 / 7.0)).collect();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = NormalStream::new(seed);
             let mut got = vec![9.0];
             sample_gaussian(&mut rng, &mean, &std, count, include_mean, &mut got);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = NormalStream::new(seed);
             let mut want = Vec::new();
             for c in 0..count {
                 for (m, s) in mean.iter().zip(&std) {
                     want.push(if c == 0 && include_mean {
                         *m
                     } else {
-                        let n: f32 = StandardNormal.sample(&mut rng);
+                        let n = rng.next_normal();
                         (m + s * n).clamp(-1.0, 1.0)
                     });
                 }
