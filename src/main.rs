@@ -218,6 +218,11 @@ struct TrainArgs {
     /// along one axis, such as two_rooms_doors' door
     #[arg(long, requires = "keypoints")]
     keypoint_std: Option<f64>,
+    /// Pixel datasets with --keypoints: C linear features of the whole feature map after the
+    /// keypoint coordinates (latent 2K + C + proprio), for what is not a point: where
+    /// two_rooms_doors' door is
+    #[arg(long, requires = "keypoints")]
+    keypoint_context: Option<i64>,
 }
 
 impl TrainArgs {
@@ -253,6 +258,7 @@ impl TrainArgs {
         }
         c.keypoints = self.keypoints.unwrap_or(0);
         c.keypoint_std = self.keypoint_std.unwrap_or(0.0);
+        c.keypoint_context = self.keypoint_context.unwrap_or(0);
         c
     }
 }

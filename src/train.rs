@@ -86,6 +86,10 @@ pub struct TrainConfig {
     /// tracking it instead of being pushed onto the most mobile body.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub keypoint_std: f64,
+    /// Pixel models with keypoints: linear context features of the whole feature map after the
+    /// keypoint coordinates (0: none), for what is not a point (where a door is).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keypoint_context: i64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             image_layer_norm: true,
             keypoints: 0,
             keypoint_std: 0.0,
+            keypoint_context: 0,
         }
     }
 }
@@ -157,6 +162,15 @@ impl TrainConfig {
         nonneg("cov-weight", self.cov_weight)?;
         nonneg("inverse-weight", self.inverse_weight)?;
         nonneg("keypoint-std", self.keypoint_std)?;
+        if !(0..=1024).contains(&self.keypoint_context) {
+            bail!(
+                "--keypoint-context must be in 0..=1024, got {}",
+                self.keypoint_context
+            );
+        }
+        if self.keypoint_context > 0 && self.keypoints == 0 {
+            bail!("--keypoint-context needs --keypoints (its features follow the keypoints)");
+        }
         if self.keypoint_std > 0.0 && self.keypoints == 0 {
             bail!("--keypoint-std needs --keypoints (it is the variance floor of each keypoint)");
         }

@@ -197,6 +197,7 @@ pub fn train_pixels(
     let mut cfg = cfg.clone();
     if cfg.keypoints > 0 {
         cfg.latent_dim = 2 * cfg.keypoints
+            + cfg.keypoint_context
             + if proprio_dim > 0 {
                 cfg.proprio_latent_dim
             } else {
@@ -288,6 +289,7 @@ pub fn train_pixels(
         if cfg.keypoints > 0 {
             im.head = ImageHead::Keypoints {
                 count: cfg.keypoints,
+                context: cfg.keypoint_context,
             };
         }
     }

@@ -143,7 +143,7 @@ fn keypoint_config(count: i64, proprio: i64) -> JepaConfig {
     c.latent_dim = 2 * count + c.proprio_latent_dim;
     if let Some(im) = c.image.as_mut() {
         im.widths = vec![8, 16];
-        im.head = ImageHead::Keypoints { count };
+        im.head = ImageHead::Keypoints { count, context: 0 };
     }
     c
 }
@@ -186,8 +186,56 @@ fn keypoint_heads_write_image_coordinates_and_round_trip() {
     );
     let mut bad = keypoint_config(3, 0);
     if let Some(im) = bad.image.as_mut() {
-        im.head = ImageHead::Keypoints { count: 0 };
+        im.head = ImageHead::Keypoints {
+            count: 0,
+            context: 0,
+        };
     }
     let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("count = 0"), "{err}");
+}
+
+#[test]
+fn keypoint_context_features_follow_the_coordinates_and_round_trip() {
+    common::init();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kpc.safetensors");
+    let mut config = keypoint_config(2, 2);
+    config.latent_dim += 3;
+    if let Some(im) = config.image.as_mut() {
+        im.head = ImageHead::Keypoints {
+            count: 2,
+            context: 3,
+        };
+    }
+    let model = JepaModel::new(config.clone(), Device::Cpu).unwrap();
+    let z = model.encode(&batch(4, 2)).unwrap();
+    // 2 keypoints (4 entries), 3 context features, the proprio latent (8).
+    assert_eq!(z.size(), [4, 15]);
+    assert!(z.narrow(1, 0, 4).abs().max().double_value(&[]) <= 1.0);
+    model.save(&path).unwrap();
+    let loaded = JepaModel::load(&path, Device::Cpu).unwrap();
+    assert_eq!(loaded.config(), config);
+    let again = loaded.encode(&batch(4, 2)).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(z.reshape([-1])).unwrap(),
+        Vec::<f32>::try_from(again.reshape([-1])).unwrap()
+    );
+    // The latent size counts the context features: named in the error.
+    let mut bad = config.clone();
+    bad.latent_dim -= 3;
+    let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains("context: 3") && err.contains("writes 7"),
+        "{err}"
+    );
+    // Sidecars written before context features existed read as context 0.
+    let old: ImageHead = serde_json::from_str(r#"{"Keypoints": {"count": 2}}"#).unwrap();
+    assert_eq!(
+        old,
+        ImageHead::Keypoints {
+            count: 2,
+            context: 0
+        }
+    );
 }

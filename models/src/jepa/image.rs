@@ -51,10 +51,21 @@ pub enum ImageHead {
     /// the image between where the keypoints sit, so it grows smoothly and monotonically as a
     /// tracked body moves away: the landscape an L2 planning energy needs. `layer_norm` is
     /// ignored.
+    ///
+    /// With `context > 0` the scene latent also holds `context` linear features of the whole
+    /// feature map after the coordinates (`2 × count + context` entries): room for what is not
+    /// a point, such as where a door is, which the keypoints then need not track.
     Keypoints {
         /// Number of keypoints.
         count: i64,
+        /// Linear context features after the keypoints (default 0).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        context: i64,
     },
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl ImageHead {
@@ -62,7 +73,7 @@ impl ImageHead {
     pub fn latent(&self) -> Option<i64> {
         match self {
             ImageHead::Linear => None,
-            ImageHead::Keypoints { count } => Some(2 * count),
+            ImageHead::Keypoints { count, context } => Some(2 * count + context),
         }
     }
 }
@@ -118,9 +129,14 @@ impl ImageEncoderConfig {
         if let Some(w) = self.widths.iter().find(|&&w| !(1..=1024).contains(&w)) {
             return bad(format!("widths entry {w} must be in 1..=1024"));
         }
-        if let ImageHead::Keypoints { count } = self.head {
+        if let ImageHead::Keypoints { count, context } = self.head {
             if !(1..=256).contains(&count) {
                 return bad(format!("head Keypoints count = {count} must be in 1..=256"));
+            }
+            if !(0..=1024).contains(&context) {
+                return bad(format!(
+                    "head Keypoints context = {context} must be in 0..=1024"
+                ));
             }
         }
         Ok(())
@@ -136,8 +152,8 @@ impl ImageEncoderConfig {
             macs += o * h * w * c * 9;
             c = o;
         }
-        if let ImageHead::Keypoints { count } = self.head {
-            macs += count * h * w * c;
+        if let ImageHead::Keypoints { count, context } = self.head {
+            macs += (count + context) * h * w * c;
         }
         macs
     }
@@ -146,7 +162,8 @@ impl ImageEncoderConfig {
 /// The image encoder's variables: `<path>.mean` and `<path>.inv_std` (per-pixel input
 /// normalisation, not trained), `<path>.c<i>.{weight,bias}` per convolution,
 /// then the head's: `<path>.out.{weight,bias}` and `<path>.norm.{weight,bias}` (`Linear`) or
-/// `<path>.kp.{weight,bias}` (`Keypoints`, the 1 × 1 convolution).
+/// `<path>.kp.{weight,bias}` (`Keypoints`, the 1 × 1 convolution) and, with context features,
+/// `<path>.ctx.{weight,bias}`.
 pub struct ConvNet {
     mean: Tensor,
     inv_std: Tensor,
@@ -164,6 +181,7 @@ enum Head {
     },
     Keypoints {
         kp: (Tensor, Tensor),
+        ctx: Option<(Tensor, Tensor)>,
     },
 }
 
@@ -238,12 +256,12 @@ impl ConvNet {
                 );
                 Head::Linear { out, norm }
             }
-            ImageHead::Keypoints { count } => {
-                if latent != 2 * count {
+            ImageHead::Keypoints { count, context } => {
+                if latent != 2 * count + context {
                     return Err(ModelError::InvalidConfig(format!(
-                        "the image encoder's Keypoints head (count {count}) writes {} scene \
-                         latent entries, but the scene latent has {latent}",
-                        2 * count
+                        "the image encoder's Keypoints head (count {count}, context {context}) \
+                         writes {} scene latent entries, but the scene latent has {latent}",
+                        2 * count + context
                     )));
                 }
                 let w = Tensor::f_from_slice(&draw(rng, count * fc, fc))
@@ -251,12 +269,25 @@ impl ConvNet {
                     .ctx(what)?;
                 let b = Tensor::f_from_slice(&draw(rng, count, fc)).ctx(what)?;
                 let kp = path / "kp";
-                Head::Keypoints {
-                    kp: (
-                        kp.f_var_copy("weight", &w).ctx(what)?,
-                        kp.f_var_copy("bias", &b).ctx(what)?,
-                    ),
-                }
+                let kp = (
+                    kp.f_var_copy("weight", &w).ctx(what)?,
+                    kp.f_var_copy("bias", &b).ctx(what)?,
+                );
+                let ctx = if context > 0 {
+                    let flat = fc * fh * fw;
+                    let w = Tensor::f_from_slice(&draw(rng, context * flat, flat))
+                        .and_then(|t| t.f_reshape([context, flat]))
+                        .ctx(what)?;
+                    let b = Tensor::f_from_slice(&draw(rng, context, flat)).ctx(what)?;
+                    let cp = path / "ctx";
+                    Some((
+                        cp.f_var_copy("weight", &w).ctx(what)?,
+                        cp.f_var_copy("bias", &b).ctx(what)?,
+                    ))
+                } else {
+                    None
+                };
+                Head::Keypoints { kp, ctx }
             }
         };
         Ok(ConvNet {
@@ -306,7 +337,15 @@ impl ConvNet {
                 z.f_layer_norm([self.latent], Some(&norm.0), Some(&norm.1), 1e-5, false)
                     .ctx(what)
             }
-            Head::Keypoints { kp } => soft_argmax(&h, kp).ctx(what),
+            Head::Keypoints { kp, ctx: None } => soft_argmax(&h, kp).ctx(what),
+            Head::Keypoints { kp, ctx: Some(ctx) } => {
+                let points = soft_argmax(&h, kp).ctx(what)?;
+                let features = h
+                    .f_flatten(1, -1)
+                    .and_then(|t| t.f_linear(&ctx.0, Some(&ctx.1)))
+                    .ctx(what)?;
+                Tensor::f_cat(&[points, features], 1).ctx(what)
+            }
         }
     }
 
@@ -330,7 +369,10 @@ impl ConvNet {
                     out: pair(out)?,
                     norm: pair(norm)?,
                 },
-                Head::Keypoints { kp } => Head::Keypoints { kp: pair(kp)? },
+                Head::Keypoints { kp, ctx } => Head::Keypoints {
+                    kp: pair(kp)?,
+                    ctx: ctx.as_ref().map(pair).transpose()?,
+                },
             },
             config: self.config.clone(),
             latent: self.latent,
