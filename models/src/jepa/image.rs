@@ -202,6 +202,26 @@ fn draw(rng: &mut impl Rng, count: i64, fan_in: i64) -> Vec<f32> {
         .collect()
 }
 
+/// The `weight` (of `shape`, drawn first) and `bias` (`shape[0]` entries) variables of a
+/// layer with `fan_in` inputs under `path`, drawn from `rng`.
+fn layer(
+    path: &nn::Path<'_>,
+    rng: &mut impl Rng,
+    shape: &[i64],
+    fan_in: i64,
+) -> Result<(Tensor, Tensor)> {
+    let what = || "creating the image encoder".to_string();
+    let out = shape.first().copied().unwrap_or(0);
+    let w = Tensor::f_from_slice(&draw(rng, shape.iter().product(), fan_in))
+        .and_then(|t| t.f_reshape(shape))
+        .ctx(what)?;
+    let b = Tensor::f_from_slice(&draw(rng, out, fan_in)).ctx(what)?;
+    Ok((
+        path.f_var_copy("weight", &w).ctx(what)?,
+        path.f_var_copy("bias", &b).ctx(what)?,
+    ))
+}
+
 impl ConvNet {
     /// Creates the variables under `path` for a validated `config`, mapping to `latent`
     /// entries; weights are drawn from `rng`.
@@ -240,15 +260,7 @@ impl ConvNet {
         let head = match config.head {
             ImageHead::Linear => {
                 let flat = fc * fh * fw;
-                let w = Tensor::f_from_slice(&draw(rng, latent * flat, flat))
-                    .and_then(|t| t.f_reshape([latent, flat]))
-                    .ctx(what)?;
-                let b = Tensor::f_from_slice(&draw(rng, latent, flat)).ctx(what)?;
-                let op = path / "out";
-                let out = (
-                    op.f_var_copy("weight", &w).ctx(what)?,
-                    op.f_var_copy("bias", &b).ctx(what)?,
-                );
+                let out = layer(&(path / "out"), rng, &[latent, flat], flat)?;
                 let np = path / "norm";
                 let norm = (
                     np.f_ones("weight", &[latent]).ctx(what)?,
@@ -264,26 +276,10 @@ impl ConvNet {
                         2 * count + context
                     )));
                 }
-                let w = Tensor::f_from_slice(&draw(rng, count * fc, fc))
-                    .and_then(|t| t.f_reshape([count, fc, 1, 1]))
-                    .ctx(what)?;
-                let b = Tensor::f_from_slice(&draw(rng, count, fc)).ctx(what)?;
-                let kp = path / "kp";
-                let kp = (
-                    kp.f_var_copy("weight", &w).ctx(what)?,
-                    kp.f_var_copy("bias", &b).ctx(what)?,
-                );
+                let kp = layer(&(path / "kp"), rng, &[count, fc, 1, 1], fc)?;
                 let ctx = if context > 0 {
                     let flat = fc * fh * fw;
-                    let w = Tensor::f_from_slice(&draw(rng, context * flat, flat))
-                        .and_then(|t| t.f_reshape([context, flat]))
-                        .ctx(what)?;
-                    let b = Tensor::f_from_slice(&draw(rng, context, flat)).ctx(what)?;
-                    let cp = path / "ctx";
-                    Some((
-                        cp.f_var_copy("weight", &w).ctx(what)?,
-                        cp.f_var_copy("bias", &b).ctx(what)?,
-                    ))
+                    Some(layer(&(path / "ctx"), rng, &[context, flat], flat)?)
                 } else {
                     None
                 };
