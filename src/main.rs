@@ -223,6 +223,12 @@ struct TrainArgs {
     /// two_rooms_doors' door is
     #[arg(long, requires = "keypoints")]
     keypoint_context: Option<i64>,
+    /// Pixel datasets with --keypoints 2 or more: weight of a penalty on the correlation
+    /// between coordinates of different keypoints (default 0). Scale-free, unlike
+    /// --cov-weight: a second keypoint cannot follow the first at a small spread, and finds
+    /// what else varies (two_rooms_doors' door)
+    #[arg(long, requires = "keypoints")]
+    keypoint_decorrelation: Option<f64>,
 }
 
 impl TrainArgs {
@@ -259,6 +265,7 @@ impl TrainArgs {
         c.keypoints = self.keypoints.unwrap_or(0);
         c.keypoint_std = self.keypoint_std.unwrap_or(0.0);
         c.keypoint_context = self.keypoint_context.unwrap_or(0);
+        c.keypoint_decorrelation = self.keypoint_decorrelation.unwrap_or(0.0);
         c
     }
 }

@@ -90,6 +90,13 @@ pub struct TrainConfig {
     /// keypoint coordinates (0: none), for what is not a point (where a door is).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keypoint_context: i64,
+    /// Pixel models with two or more keypoints: weight of the cross-keypoint correlation
+    /// penalty (0: none), the mean squared correlation between coordinates of different
+    /// keypoints ([`keypoint_correlation`]). Unlike VICReg's covariance term it does not
+    /// shrink with a keypoint's spread, so a second keypoint cannot satisfy it by following
+    /// the first one at a small scale: it must find something else that varies (a door).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub keypoint_decorrelation: f64,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -131,6 +138,7 @@ impl Default for TrainConfig {
             keypoints: 0,
             keypoint_std: 0.0,
             keypoint_context: 0,
+            keypoint_decorrelation: 0.0,
         }
     }
 }
@@ -162,6 +170,13 @@ impl TrainConfig {
         nonneg("cov-weight", self.cov_weight)?;
         nonneg("inverse-weight", self.inverse_weight)?;
         nonneg("keypoint-std", self.keypoint_std)?;
+        nonneg("keypoint-decorrelation", self.keypoint_decorrelation)?;
+        if self.keypoint_decorrelation > 0.0 && self.keypoints < 2 {
+            bail!(
+                "--keypoint-decorrelation needs --keypoints 2 or more (it decorrelates keypoints from each other), got {}",
+                self.keypoints
+            );
+        }
         if !(0..=1024).contains(&self.keypoint_context) {
             bail!(
                 "--keypoint-context must be in 0..=1024, got {}",
@@ -494,6 +509,33 @@ pub(crate) fn vicreg(z: &Tensor, keypoints: Option<(i64, f64)>) -> Result<(Tenso
     Ok((var_loss, cov_loss))
 }
 
+/// Variance added to each coordinate's before the correlation is taken in
+/// [`keypoint_correlation`]: a coordinate that moves less than about 0.1 (image coordinates in
+/// `[-1, 1]`, e.g. the fixed x of a door in a vertical wall) contributes little.
+const CORRELATION_EPS: f64 = 0.01;
+
+/// The mean squared correlation between coordinates of different keypoints among the first
+/// `2k` entries of `z [N, L]` (keypoint `i` is entries `2i, 2i+1`):
+/// `corr_ij = cov_ij / sqrt((var_i + ε)(var_j + ε))`, averaged over the `4k(k-1)` ordered
+/// pairs `(i, j)` of coordinates that belong to different keypoints. 0 when the keypoints
+/// move independently; 0.5 when keypoint 2 is a scaled copy of keypoint 1 (its x follows x,
+/// its y follows y), whatever the scale.
+pub(crate) fn keypoint_correlation(z: &Tensor, k: i64) -> Result<Tensor> {
+    let b = z.size()[0] as f64;
+    let kp = z.f_narrow(1, 0, 2 * k)?;
+    let zc = &kp - kp.f_mean_dim(0, true, Kind::Float)?;
+    let cov = zc.f_transpose(0, 1)?.f_matmul(&zc)? / (b - 1.0); // [2k, 2k]
+    let sd = (cov.f_diagonal(0, 0, 1)? + CORRELATION_EPS).f_sqrt()?;
+    let corr = &cov / sd.f_unsqueeze(1)?.f_mul(&sd.f_unsqueeze(0)?)?;
+    // Mask of coordinate pairs from different keypoints: ones minus the 2 x 2 diagonal blocks.
+    let blocks = Tensor::eye(k, (Kind::Float, z.device()))
+        .f_repeat_interleave_self_int(2, Some(0), None)?
+        .f_repeat_interleave_self_int(2, Some(1), None)?;
+    let mask = blocks * -1.0 + 1.0;
+    let pairs = (4 * k * (k - 1)) as f64;
+    Ok(corr.f_square()?.f_mul(&mask)?.f_sum(Kind::Float)? / pairs)
+}
+
 /// The training objective and its prediction part (the validation metric).
 pub(crate) struct Losses {
     pub(crate) total: Tensor,
@@ -548,6 +590,10 @@ pub(crate) fn jepa_objective(
     let kp = (cfg.keypoint_std > 0.0).then_some((cfg.keypoints, cfg.keypoint_std));
     let (var_l, cov_l) = vicreg(all, kp)?;
     let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
+    if cfg.keypoint_decorrelation > 0.0 {
+        let corr = keypoint_correlation(all, cfg.keypoints)?;
+        total = total.f_add(&(corr * cfg.keypoint_decorrelation))?;
+    }
     if cfg.inverse_weight > 0.0 {
         let z0 = z_all.f_select(1, 0)?;
         let z1 = z_all.f_select(1, 1)?;
@@ -985,6 +1031,59 @@ mod tests {
         // The unit floor on every coordinate penalises the fixed x and the small y spread.
         let (unit, _) = vicreg(&z, None).unwrap();
         assert!(unit.double_value(&[]) > 0.5, "{}", unit.double_value(&[]));
+    }
+
+    /// 64 samples of two keypoints. Keypoint 1 moves over the image; keypoint 2 is keypoint 1
+    /// scaled by `scale` (a copy), or with `scale = None` sits at a fixed x and slides in y
+    /// along a sawtooth unrelated to keypoint 1 (a door).
+    fn two_keypoints(scale: Option<f64>) -> Tensor {
+        let n = 64;
+        let opts = (Kind::Float, Device::Cpu);
+        let t = Tensor::linspace(0.0, 6.283, n, opts);
+        let (x1, y1) = (t.cos() * 0.6, (&t * 2.0).sin() * 0.6);
+        let (x2, y2) = match scale {
+            Some(s) => (&x1 * s, &y1 * s),
+            None => (
+                Tensor::zeros([n], opts),
+                (Tensor::arange(n, opts).fmod(8.0) - 3.5) * 0.08,
+            ),
+        };
+        Tensor::stack(&[x1, y1, x2, y2], 1)
+    }
+
+    #[test]
+    fn keypoint_correlation_does_not_shrink_like_the_covariance_term() {
+        // Keypoint 2 follows keypoint 1 at a quarter of its spread: VICReg's covariance term
+        // falls 16-fold, the correlation penalty only about 2-fold (the ε of small spreads).
+        let small = two_keypoints(Some(0.25));
+        let large = two_keypoints(Some(1.0));
+        let c_small = keypoint_correlation(&small, 2).unwrap().double_value(&[]);
+        let c_large = keypoint_correlation(&large, 2).unwrap().double_value(&[]);
+        // var/(var + eps) = 0.18/0.19 on the two correlated pairs: 0.45.
+        assert!((0.4..=0.5).contains(&c_large), "{c_large}");
+        assert!(c_small > 0.2, "{c_small}");
+        let (_, cov_small) = vicreg(&small, None).unwrap();
+        let (_, cov_large) = vicreg(&large, None).unwrap();
+        assert!(cov_small.double_value(&[]) < 0.1 * cov_large.double_value(&[]));
+    }
+
+    #[test]
+    fn keypoint_correlation_is_small_for_independent_keypoints() {
+        let door = keypoint_correlation(&two_keypoints(None), 2)
+            .unwrap()
+            .double_value(&[]);
+        assert!(door < 0.02, "{door}");
+    }
+
+    #[test]
+    fn keypoint_decorrelation_needs_two_keypoints() {
+        let cfg = TrainConfig {
+            keypoints: 1,
+            keypoint_decorrelation: 1.0,
+            ..TrainConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--keypoint-decorrelation"), "{err}");
     }
 
     #[test]
