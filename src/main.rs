@@ -48,7 +48,7 @@ enum Command {
     /// Collect exploration data (colored-noise random actions) from a scenario for training.
     Collect(CollectArgs),
     /// Train a JEPA world model on collected data.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Time one plan on any model against the same rollouts done alone (planner overhead).
     BenchPlan(zplan::bench::BenchPlanArgs),
     /// Run a bench suite (planners x budgets x scenarios) closed loop; Pareto plots and table.
@@ -229,6 +229,15 @@ struct TrainArgs {
     /// what else varies (two_rooms_doors' door)
     #[arg(long, requires = "keypoints")]
     keypoint_decorrelation: Option<f64>,
+    /// Pixel datasets with --keypoints: the last N keypoints are static: a penalty keeps them
+    /// still within each training window while the variance floor makes them differ between
+    /// episodes, so they track what is fixed per episode but drawn per episode (two_rooms_doors'
+    /// door) (default 0)
+    #[arg(long, requires = "keypoints")]
+    static_keypoints: Option<i64>,
+    /// Weight of the --static-keypoints penalty (default 10)
+    #[arg(long, requires = "static_keypoints")]
+    static_weight: Option<f64>,
 }
 
 impl TrainArgs {
@@ -266,6 +275,10 @@ impl TrainArgs {
         c.keypoint_std = self.keypoint_std.unwrap_or(0.0);
         c.keypoint_context = self.keypoint_context.unwrap_or(0);
         c.keypoint_decorrelation = self.keypoint_decorrelation.unwrap_or(0.0);
+        c.static_keypoints = self.static_keypoints.unwrap_or(0);
+        if let Some(w) = self.static_weight {
+            c.static_weight = w;
+        }
         c
     }
 }

@@ -97,6 +97,20 @@ pub struct TrainConfig {
     /// the first one at a small scale: it must find something else that varies (a door).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub keypoint_decorrelation: f64,
+    /// Pixel models with keypoints: the last this many keypoints are *static* (0: none): a
+    /// penalty (`static_weight` × their mean squared deviation from their own window mean)
+    /// keeps them still within each training window, while the variance floor still makes
+    /// them differ between episodes. What is fixed within an episode but drawn per episode
+    /// (two_rooms_doors' door) is then the only thing they can track (slow features).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub static_keypoints: i64,
+    /// Weight of the static-keypoint penalty (used with `static_keypoints`).
+    #[serde(default = "default_static_weight")]
+    pub static_weight: f64,
+}
+
+fn default_static_weight() -> f64 {
+    10.0
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -139,6 +153,8 @@ impl Default for TrainConfig {
             keypoint_std: 0.0,
             keypoint_context: 0,
             keypoint_decorrelation: 0.0,
+            static_keypoints: 0,
+            static_weight: default_static_weight(),
         }
     }
 }
@@ -171,6 +187,14 @@ impl TrainConfig {
         nonneg("inverse-weight", self.inverse_weight)?;
         nonneg("keypoint-std", self.keypoint_std)?;
         nonneg("keypoint-decorrelation", self.keypoint_decorrelation)?;
+        nonneg("static-weight", self.static_weight)?;
+        if self.static_keypoints < 0 || self.static_keypoints > self.keypoints {
+            bail!(
+                "--static-keypoints ({}) must be between 0 and --keypoints ({}): the static ones are the last keypoints",
+                self.static_keypoints,
+                self.keypoints
+            );
+        }
         if self.keypoint_decorrelation > 0.0 && self.keypoints < 2 {
             bail!(
                 "--keypoint-decorrelation needs --keypoints 2 or more (it decorrelates keypoints from each other), got {}",
@@ -536,6 +560,15 @@ pub(crate) fn keypoint_correlation(z: &Tensor, k: i64) -> Result<Tensor> {
     Ok(corr.f_square()?.f_mul(&mask)?.f_sum(Kind::Float)? / pairs)
 }
 
+/// The mean squared deviation of keypoints `first..first + count` from their own mean over
+/// the frames of each window, for online latents `z_all [B, K+1, L]` (0 when they never move
+/// within a window).
+pub(crate) fn within_window_motion(z_all: &Tensor, first: i64, count: i64) -> Result<Tensor> {
+    let kp = z_all.f_narrow(2, 2 * first, 2 * count)?;
+    let dev = &kp - kp.f_mean_dim(1, true, Kind::Float)?;
+    Ok(dev.f_square()?.f_mean(Kind::Float)?)
+}
+
 /// The training objective and its prediction part (the validation metric).
 pub(crate) struct Losses {
     pub(crate) total: Tensor,
@@ -590,6 +623,11 @@ pub(crate) fn jepa_objective(
     let kp = (cfg.keypoint_std > 0.0).then_some((cfg.keypoints, cfg.keypoint_std));
     let (var_l, cov_l) = vicreg(all, kp)?;
     let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
+    if cfg.static_keypoints > 0 {
+        let first = cfg.keypoints - cfg.static_keypoints;
+        let motion = within_window_motion(z_all, first, cfg.static_keypoints)?;
+        total = total.f_add(&(motion * cfg.static_weight))?;
+    }
     if cfg.keypoint_decorrelation > 0.0 {
         let corr = keypoint_correlation(all, cfg.keypoints)?;
         total = total.f_add(&(corr * cfg.keypoint_decorrelation))?;
@@ -1073,6 +1111,36 @@ mod tests {
             .unwrap()
             .double_value(&[]);
         assert!(door < 0.02, "{door}");
+    }
+
+    #[test]
+    fn within_window_motion_sees_only_the_moving_keypoint() {
+        // 4 windows of 3 frames, 2 keypoints: keypoint 0 moves within each window, keypoint 1
+        // differs between windows but is still within each.
+        let opts = (Kind::Float, Device::Cpu);
+        let t = Tensor::arange(3, opts)
+            .view([1, 3, 1])
+            .expand([4, 3, 1], false);
+        let w = Tensor::arange(4, opts)
+            .view([4, 1, 1])
+            .expand([4, 3, 1], false);
+        let z = Tensor::cat(&[&t * 0.1, &t * 0.1, &w * 0.3, &w * -0.2], 2);
+        let moving = within_window_motion(&z, 0, 1).unwrap().double_value(&[]);
+        let still = within_window_motion(&z, 1, 1).unwrap().double_value(&[]);
+        // Frames 0, 0.1, 0.2 about their mean 0.1: mean squared deviation 0.02 / 3.
+        assert_abs_diff_eq!(moving, 0.02 / 3.0, epsilon = 1e-6);
+        assert_abs_diff_eq!(still, 0.0, epsilon = 1e-9);
+    }
+
+    #[test]
+    fn static_keypoints_must_be_among_the_keypoints() {
+        let cfg = TrainConfig {
+            keypoints: 1,
+            static_keypoints: 2,
+            ..TrainConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--static-keypoints"), "{err}");
     }
 
     #[test]
