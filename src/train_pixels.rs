@@ -205,6 +205,15 @@ pub fn train_pixels(
             };
     }
     let cfg = &cfg;
+    if proprio_dim > cfg.proprio_latent_dim && cfg.enc_layers == 0 {
+        tracing::warn!(
+            "--proprio-latent-dim {} is below the proprio field's {proprio_dim} entries with a \
+             linear proprio encoder (--enc-layers 0): the latent cannot hold the whole proprio \
+             state (reach_pixels lost its last centimetres of precision that way); give \
+             --proprio-latent-dim {proprio_dim} or more",
+            cfg.proprio_latent_dim
+        );
+    }
     let src = Source {
         dir,
         meta,
