@@ -1133,25 +1133,32 @@ mod tests {
     }
 
     #[test]
-    fn static_keypoints_must_be_among_the_keypoints() {
-        let cfg = TrainConfig {
+    fn keypoint_options_that_cannot_apply_are_refused_by_name() {
+        let one = TrainConfig {
             keypoints: 1,
-            static_keypoints: 2,
             ..TrainConfig::default()
         };
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("--static-keypoints"), "{err}");
-    }
-
-    #[test]
-    fn keypoint_decorrelation_needs_two_keypoints() {
-        let cfg = TrainConfig {
-            keypoints: 1,
-            keypoint_decorrelation: 1.0,
-            ..TrainConfig::default()
-        };
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("--keypoint-decorrelation"), "{err}");
+        let cases = [
+            (
+                "--static-keypoints",
+                TrainConfig {
+                    static_keypoints: 2,
+                    ..one.clone()
+                },
+            ),
+            (
+                "--keypoint-decorrelation",
+                TrainConfig {
+                    keypoint_decorrelation: 1.0,
+                    ..one.clone()
+                },
+            ),
+        ];
+        for (flag, cfg) in cases {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
+        one.validate().unwrap();
     }
 
     #[test]
