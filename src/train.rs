@@ -1077,7 +1077,7 @@ mod tests {
     fn two_keypoints(scale: Option<f64>) -> Tensor {
         let n = 64;
         let opts = (Kind::Float, Device::Cpu);
-        let t = Tensor::linspace(0.0, 6.283, n, opts);
+        let t = Tensor::linspace(0.0, std::f64::consts::TAU, n, opts);
         let (x1, y1) = (t.cos() * 0.6, (&t * 2.0).sin() * 0.6);
         let (x2, y2) = match scale {
             Some(s) => (&x1 * s, &y1 * s),
