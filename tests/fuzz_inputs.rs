@@ -21,7 +21,9 @@ use zplan_sim::ScenarioConfig;
 /// in well under this.
 const BOUND: Duration = Duration::from_secs(2);
 
-const SCENARIOS: [(&str, &str); 5] = [
+/// Every scenario file the default suite references (and the other pixel scenarios): a suite
+/// entry whose file is missing here fails `valid_seeds_pass` with the name.
+const SCENARIOS: [(&str, &str); 7] = [
     ("reach.ron", include_str!("../scenarios/reach.ron")),
     ("two_rooms.ron", include_str!("../scenarios/two_rooms.ron")),
     ("push.ron", include_str!("../scenarios/push.ron")),
@@ -32,6 +34,14 @@ const SCENARIOS: [(&str, &str); 5] = [
     (
         "two_rooms_pixels.ron",
         include_str!("../scenarios/two_rooms_pixels.ron"),
+    ),
+    (
+        "two_rooms_doors.ron",
+        include_str!("../scenarios/two_rooms_doors.ron"),
+    ),
+    (
+        "push_pixels.ron",
+        include_str!("../scenarios/push_pixels.ron"),
     ),
 ];
 const SUITE: &str = include_str!("../scenarios/default.ron");
