@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default JEPA world models in models/trained/ (CPU, single torch thread,
 # fixed seeds). Each model: collect exploration data from collection-range seeds, then train.
-# Usage: scripts/train_default_models.sh [reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels]...
+# Usage: scripts/train_default_models.sh [reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels|push_pixels]...
 # (default: all). Pixel models train on 64 x 64 camera images with a keypoint image head
 # (--keypoints): about 24 min each on one core of a 2-vCPU VM. --time-limit-min 45 (the issue's
 # budget) keeps the default 15-minute limit from cutting the run short: a run that reaches its
@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --bin zplan
 Z=target/release/zplan
 mkdir -p data models/trained
-for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixels}"; do
+for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixels push_pixels}"; do
   for name in $m; do
     case "$name" in
       reach)
@@ -63,7 +63,20 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
           --keypoints 3 --proprio-latent-dim 12 --enc-layers 0 --conv-widths 8,16 --batch 128 \
           --steps 2500 --inverse-weight 1.0 --threads 1 --time-limit-min 45
         ;;
-      *) echo "unknown model $name (reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels)" >&2; exit 2 ;;
+      push_pixels)
+        # push's data recipe (half the episodes pushed by the simulator-backed iCEM plus noise)
+        # through the camera; two image keypoints for the block, the pusher's position (proprio)
+        # through a linear encoder. Below the 80 % target (models/trained/README.md).
+        $Z collect scenarios/push_pixels.ron --episodes 2000 --steps 40 --beta 1.5 \
+          --planner-fraction 0.5 --planner-noise 0.3 \
+          --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
+          --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])" \
+          --out data/push_pixels
+        $Z train --data data/push_pixels --out models/trained/push_pixels.safetensors --device cpu \
+          --keypoints 2 --keypoint-std 0.1 --enc-layers 0 --proprio-latent-dim 4 --conv-widths 8,16 --batch 128 \
+          --steps 3000 --inverse-weight 1.0 --threads 1 --time-limit-min 45
+        ;;
+      *) echo "unknown model $name (reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels|push_pixels)" >&2; exit 2 ;;
     esac
   done
 done
