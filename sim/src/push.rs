@@ -147,6 +147,13 @@ pub struct PushConfig {
     /// pusher's position (and velocity, with `observe_velocity`).
     #[serde(skip_serializing_if = "ObservationConfig::is_default")]
     pub observation: ObservationConfig,
+    /// Half extent (metres) of the observation camera's square view, centred on the origin.
+    /// Default `None`: the whole arena plus a 2 % margin. A smaller view frames the workspace
+    /// (the block starts near the origin and its goals lie within `block_start` +
+    /// `goal_distance` of it), so the block covers more pixels; the pusher may leave the view
+    /// (its position stays in the proprio field). Must lie in [0.1, 1.02 × arena].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_half_extent: Option<f32>,
 }
 
 impl Default for PushConfig {
@@ -180,6 +187,7 @@ impl Default for PushConfig {
             max_steps: 150,
             observe_velocity: true,
             observation: ObservationConfig::default(),
+            camera_half_extent: None,
         }
     }
 }
@@ -222,9 +230,10 @@ impl PushConfig {
         FULL_NAMES[..n].iter().map(|s| s.to_string()).collect()
     }
 
-    /// The camera's view: the arena and a thin margin of its surroundings.
+    /// The camera's view: `camera_half_extent` around the origin, or the arena and a thin
+    /// margin of its surroundings.
     fn view(&self) -> [f32; 4] {
-        let m = self.arena * 1.02;
+        let m = self.camera_half_extent.unwrap_or(self.arena * 1.02);
         [-m, -m, m, m]
     }
 }
@@ -284,6 +293,10 @@ impl Scenario for PushConfig {
         validate::positive("max_speed", self.max_speed)?;
         validate::positive("arena", self.arena)?;
         validate::within("arena", self.arena, 0.1, 100.0)?;
+        if let Some(h) = self.camera_half_extent {
+            validate::positive("camera_half_extent", h)?;
+            validate::within("camera_half_extent", h, 0.1, self.arena * 1.02)?;
+        }
         validate::clocks(self.control_dt, self.substeps, self.max_steps)?;
         let physics_dt = self.control_dt / self.substeps as f32;
         if !(self.max_speed * physics_dt <= self.pusher_radius) {

@@ -288,3 +288,43 @@ fn configs_with_observations_round_trip() {
         c.to_ron_string()
     );
 }
+
+/// `camera_half_extent` frames the workspace: the same scene seen through a view of half
+/// extent 0.5 m instead of the whole 2 × 2 m arena covers about (1.02 / 0.5)² ≈ 4× the pixels.
+#[test]
+fn push_camera_half_extent_magnifies_the_scene() {
+    let text = std::fs::read_to_string(common::scenarios_dir().join("push_pixels.ron")).unwrap();
+    let framed_text = text.replacen("Push(", "Push(camera_half_extent: Some(0.5), ", 1);
+    let whole = ScenarioConfig::from_ron_str(&text, "push_pixels.ron").unwrap();
+    let framed = ScenarioConfig::from_ron_str(&framed_text, "framed").unwrap();
+    let drawn = |config: &ScenarioConfig| -> usize {
+        let mut env = config.build().unwrap();
+        env.reset(3).unwrap();
+        let img = image(&env.observe());
+        // Background pixels are the most common colour; count the rest (block and pusher)
+        // away from the border, where the whole-arena view shows a margin of wall.
+        let px: Vec<[u8; 3]> = (0..64 * 64)
+            .filter(|k| (2..62).contains(&(k / 64)) && (2..62).contains(&(k % 64)))
+            .map(|k| [img[k], img[4096 + k], img[8192 + k]])
+            .collect();
+        let mut counts = std::collections::BTreeMap::new();
+        for p in &px {
+            *counts.entry(*p).or_insert(0usize) += 1;
+        }
+        let bg = counts
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, _)| *c)
+            .unwrap();
+        px.iter().filter(|p| **p != bg).count()
+    };
+    let (a, b) = (drawn(&whole), drawn(&framed));
+    assert!(a > 20, "the block is drawn: {a} pixels");
+    assert!(b > 3 * a, "framed view {b} pixels, whole arena {a}");
+    // Larger than the arena's picture: refused, naming the field.
+    let bad = text.replacen("Push(", "Push(camera_half_extent: Some(5.0), ", 1);
+    let e = ScenarioConfig::from_ron_str(&bad, "bad.ron")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("camera_half_extent"), "{e}");
+}
