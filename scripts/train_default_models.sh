@@ -12,6 +12,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --bin zplan
 Z=target/release/zplan
 mkdir -p data models/trained
+# push's data recipe (push and push_pixels): 40-step episodes near the block, half of them
+# pushed by MPC with the simulator-backed model plus action noise. Usage: collect_push SCENARIO OUT
+collect_push() {
+  $Z collect "$1" --episodes 2000 --steps 40 --beta 1.5 \
+    --planner-fraction 0.5 --planner-noise 0.3 \
+    --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
+    --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])" \
+    --out "$2"
+}
 for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixels push_pixels}"; do
   for name in $m; do
     case "$name" in
@@ -27,11 +36,7 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
       push)
         # Short episodes near the block; half of them pushed by MPC with the simulator-backed
         # model (plus action noise) so the data holds many pushes and turns of the block.
-        $Z collect scenarios/push.ron --episodes 2000 --steps 40 --beta 1.5 \
-          --planner-fraction 0.5 --planner-noise 0.3 \
-          --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
-          --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])" \
-          --out data/push
+        collect_push scenarios/push.ron data/push
         # The pusher's own position gets its own encoder (and latent entries), so the planning
         # energy can weight it apart (proprio_weight in scenarios/default.ron).
         $Z train --data data/push --out models/trained/push.safetensors --device cpu --enc-layers 0 \
@@ -67,11 +72,7 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
         # push's data recipe (half the episodes pushed by the simulator-backed iCEM plus noise)
         # through the camera; two image keypoints for the block, the pusher's position (proprio)
         # through a linear encoder. Below the 80 % target (models/trained/README.md).
-        $Z collect scenarios/push_pixels.ron --episodes 2000 --steps 40 --beta 1.5 \
-          --planner-fraction 0.5 --planner-noise 0.3 \
-          --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
-          --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])" \
-          --out data/push_pixels
+        collect_push scenarios/push_pixels.ron data/push_pixels
         $Z train --data data/push_pixels --out models/trained/push_pixels.safetensors --device cpu \
           --keypoints 2 --keypoint-std 0.1 --enc-layers 0 --proprio-latent-dim 4 --conv-widths 8,16 --batch 128 \
           --steps 3000 --inverse-weight 1.0 --threads 1 --time-limit-min 45
