@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod info;
 pub mod interrupt;
 pub mod plots;
+pub mod refit;
 pub mod report;
 pub mod results;
 pub mod runner;

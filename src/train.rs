@@ -643,6 +643,23 @@ pub(crate) fn jepa_objective(
     Ok(Losses { total, pred })
 }
 
+/// The episode split of a chunked dataset for `rollout_steps`-step windows: `(episodes, first
+/// validation episode)`; the last `val_fraction` of the episodes (at least one, and at least
+/// one left for training) validate.
+pub(crate) fn episode_split(meta: &DatasetMeta, cfg: &TrainConfig) -> Result<(i64, i64)> {
+    let k = cfg.rollout_steps as i64;
+    let steps = meta.steps as i64;
+    if steps < k {
+        bail!("episodes have {steps} steps, fewer than --rollout-steps {k}");
+    }
+    let n_ep = meta.episodes as i64;
+    if n_ep < 2 {
+        bail!("the dataset has {n_ep} episode(s); at least 2 are needed for a validation split");
+    }
+    let n_val = ((n_ep as f64 * cfg.val_fraction).round() as i64).clamp(1, n_ep - 1);
+    Ok((n_ep, n_ep - n_val))
+}
+
 /// The cosine learning-rate schedule: `lr` decays to 5 % of itself over `steps`.
 pub(crate) fn cosine_lr(lr: f64, step: usize, steps: usize) -> f64 {
     let frac = step as f64 / steps.max(1) as f64;

@@ -12,8 +12,8 @@
 use crate::collect::DatasetMeta;
 use crate::dataset::{read_chunk, Chunk, ChunkInfo};
 use crate::train::{
-    checkpoint_path, cosine_lr, finish, health_of, jepa_objective, progress_bar, Losses,
-    TrainConfig, TrainReport,
+    checkpoint_path, cosine_lr, episode_split, finish, health_of, jepa_objective, progress_bar,
+    Losses, TrainConfig, TrainReport,
 };
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -223,15 +223,7 @@ pub fn train_pixels(
     };
     let k = cfg.rollout_steps as i64;
     let steps_per_ep = meta.steps as i64;
-    if steps_per_ep < k {
-        bail!("episodes have {steps_per_ep} steps, fewer than --rollout-steps {k}");
-    }
-    let n_ep = meta.episodes as i64;
-    if n_ep < 2 {
-        bail!("the dataset has {n_ep} episode(s); at least 2 are needed for a validation split");
-    }
-    let n_val = ((n_ep as f64 * cfg.val_fraction).round() as i64).clamp(1, n_ep - 1);
-    let first_val = n_ep - n_val;
+    let (n_ep, first_val) = episode_split(meta, cfg)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
 
     // Validation windows from the chunks holding the validation episodes.

@@ -1,0 +1,465 @@
+//! `zplan train --refit-predictor MODEL`: retrains the predictor of a trained pixel JEPA on
+//! its frozen latents, with transitions sampled in proportion to how badly they are predicted.
+//!
+//! A pixel JEPA's encoder and predictor are trained together, and the predictor's loss is an
+//! average over windows: transitions that matter for planning but are rare in the data (the
+//! ball meeting a wall beside a door, the pusher meeting the block) weigh little in it. With
+//! the encoder fixed, every frame of the dataset is encoded once (a few floats per frame, so
+//! the whole dataset's latents fit in memory whatever its size), and the predictor then trains
+//! on latent windows only: thousands of steps a minute on one core instead of a few per
+//! second. Half of each batch is drawn uniformly, half in proportion to each window's
+//! prediction loss raised to `priority`, recomputed every `refresh` steps, as prioritised
+//! replay does. Validation is on the held-out episodes, uniformly.
+//!
+//! The encoder (and its normalisation, inverse head and sidecar) is copied unchanged: plans
+//! toward a goal image see the same latents as before. The predictor either continues from
+//! the model's own weights, or, when `--hidden` or `--layers` differs from the model's,
+//! starts fresh at the new size.
+
+use crate::collect::DatasetMeta;
+use crate::dataset::read_chunk;
+use crate::train::{
+    checkpoint_path, cosine_lr, episode_split, finish, health_of, progress_bar, TrainConfig,
+    TrainReport,
+};
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use zplan_models::jepa::JepaNets;
+use zplan_obs::{IMAGE, PROPRIO};
+
+/// Frames encoded per batch.
+const ENCODE_BATCH: i64 = 512;
+/// Windows scored per batch when priorities are refreshed.
+const SCORE_BATCH: i64 = 16384;
+
+/// What the refit needs beyond the training config.
+#[derive(Debug, Clone)]
+pub struct RefitOptions {
+    /// The trained pixel JEPA whose encoder is kept.
+    pub base: std::path::PathBuf,
+    /// Exponent of the prioritised half of each batch (0: the whole batch uniform).
+    pub priority: f64,
+    /// Steps between recomputations of every window's loss for the prioritised draws.
+    pub refresh: usize,
+    /// Predictor hidden width; `None` or the model's own keeps (and continues) its predictor.
+    pub hidden: Option<i64>,
+    /// Predictor hidden layers; as `hidden`.
+    pub layers: Option<usize>,
+}
+
+/// Every frame's latent `[N, T+1, L]`, action `[N, T, A]` and true state `[N, T+1, S]`.
+struct Encoded {
+    z: Tensor,
+    actions: Tensor,
+    state: Tensor,
+}
+
+/// Encodes every episode of the dataset with the (frozen) encoder of `nets`.
+fn encode_dataset(
+    dir: &Path,
+    meta: &DatasetMeta,
+    nets: &JepaNets,
+    device: Device,
+) -> Result<Encoded> {
+    let _g = tch::no_grad_guard();
+    let spec = meta.scenario.spec();
+    let obs = meta
+        .observation
+        .clone()
+        .context("the dataset has no observation spec")?;
+    let (mut zs, mut acts, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    for info in &meta.chunks {
+        let chunk = read_chunk(
+            dir,
+            info,
+            &obs,
+            spec.state_dim(),
+            spec.action_dim(),
+            meta.steps as usize,
+        )?;
+        let image = chunk.field(IMAGE).context("image field")?;
+        let s = image.size();
+        let (n, t1) = (s[0], s[1]);
+        let frames = image.f_reshape([n * t1, s[2], s[3], s[4]])?;
+        let prop = match chunk.field(PROPRIO) {
+            Some(p) => p.f_reshape([n * t1, -1])?,
+            None => Tensor::zeros([n * t1, 0], (Kind::Float, Device::Cpu)),
+        };
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < n * t1 {
+            let m = ENCODE_BATCH.min(n * t1 - start);
+            parts.push(nets.encode_images(
+                &frames.f_narrow(0, start, m)?.f_to_device(device)?,
+                &prop.f_narrow(0, start, m)?.f_to_device(device)?,
+            )?);
+            start += m;
+        }
+        let z = Tensor::f_cat(&parts, 0)?;
+        let l = z.size()[1];
+        zs.push(z.f_reshape([n, t1, l])?);
+        acts.push(chunk.actions.f_to_device(device)?);
+        states.push(chunk.state.shallow_clone());
+    }
+    Ok(Encoded {
+        z: Tensor::f_cat(&zs, 0)?,
+        actions: Tensor::f_cat(&acts, 0)?,
+        state: Tensor::f_cat(&states, 0)?,
+    })
+}
+
+/// Per-window prediction loss `[B]` of the windows starting at `(episode, t)` (`ep`, `t0`:
+/// int64 `[B]`): the mean squared latent error over a `k`-step open-loop rollout.
+fn window_losses(
+    nets: &JepaNets,
+    enc: &Encoded,
+    ep: &Tensor,
+    t0: &Tensor,
+    k: i64,
+) -> Result<Tensor> {
+    let device = enc.z.device();
+    let (ep, t0) = (ep.f_to_device(device)?, t0.f_to_device(device)?);
+    let mut z = enc
+        .z
+        .f_index(&[Some(ep.shallow_clone()), Some(t0.shallow_clone())])?;
+    let mut sum = Tensor::zeros([ep.size()[0]], (Kind::Float, device));
+    for s in 0..k {
+        let a = enc
+            .actions
+            .f_index(&[Some(ep.shallow_clone()), Some(&t0 + s)])?;
+        z = nets.predict(&z, &a)?;
+        let target = enc
+            .z
+            .f_index(&[Some(ep.shallow_clone()), Some(&t0 + (s + 1))])?;
+        sum = sum.f_add(
+            &(&z - target)
+                .f_square()?
+                .f_mean_dim(-1, false, Kind::Float)?,
+        )?;
+    }
+    Ok(sum / k as f64)
+}
+
+/// The windows `(episode, t)` of episodes `episodes`, `t` in `0..=steps - k`, as two int64
+/// tensors.
+fn windows(episodes: std::ops::Range<i64>, steps: i64, k: i64) -> (Tensor, Tensor) {
+    let per = steps - k + 1;
+    let n = episodes.end - episodes.start;
+    let idx = Tensor::arange(n * per, (Kind::Int64, Device::Cpu));
+    (
+        idx.divide_scalar_mode(per, "floor") + episodes.start,
+        idx.remainder(per),
+    )
+}
+
+/// Mean loss over windows `(ep, t0)`, in batches, without gradients.
+fn scored(nets: &JepaNets, enc: &Encoded, ep: &Tensor, t0: &Tensor, k: i64) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    let n = ep.size()[0];
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let m = SCORE_BATCH.min(n - start);
+        parts.push(window_losses(
+            nets,
+            enc,
+            &ep.f_narrow(0, start, m)?,
+            &t0.f_narrow(0, start, m)?,
+            k,
+        )?);
+        start += m;
+    }
+    Ok(Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?)
+}
+
+/// The base model's networks with the predictor kept, or re-created at a new size.
+fn start_from(opts: &RefitOptions, seed: u64, device: Device) -> Result<JepaNets> {
+    let base = JepaNets::load(&opts.base, device)
+        .with_context(|| format!("--refit-predictor {}", opts.base.display()))?;
+    if base.config.image.is_none() {
+        bail!(
+            "--refit-predictor {}: not a pixel JEPA (no image encoder); retrain state JEPAs with plain `zplan train`",
+            opts.base.display()
+        );
+    }
+    let hidden = opts.hidden.unwrap_or(base.config.pred_hidden);
+    let layers = opts.layers.unwrap_or(base.config.pred_layers);
+    if hidden == base.config.pred_hidden && layers == base.config.pred_layers {
+        return Ok(base);
+    }
+    let mut cfg = base.config.clone();
+    cfg.pred_hidden = hidden;
+    cfg.pred_layers = layers;
+    cfg.seed = seed;
+    let mut nets = JepaNets::new(cfg, device)?;
+    nets.set_obs_norm(base.obs_norm().clone())?;
+    nets.scenario = base.scenario.clone();
+    let from: std::collections::BTreeMap<String, Tensor> =
+        base.vs.variables().into_iter().collect();
+    let _g = tch::no_grad_guard();
+    for (name, mut var) in nets.vs.variables() {
+        if name.starts_with("predictor.") {
+            continue;
+        }
+        let src = from
+            .get(&name)
+            .with_context(|| format!("{}: no tensor `{name}`", opts.base.display()))?;
+        var.f_copy_(src)?;
+    }
+    Ok(nets)
+}
+
+/// Checks that the dataset is the one the model's encoder reads: same scenario kind, image
+/// size, proprio size and action size.
+fn check_compatible(nets: &JepaNets, meta: &DatasetMeta, base: &Path) -> Result<()> {
+    let obs = meta
+        .observation
+        .as_ref()
+        .context("the dataset has no observation spec")?;
+    let image = obs.field(IMAGE).context("the dataset has no image field")?;
+    let im = nets.config.image.as_ref().context("not a pixel JEPA")?;
+    let want = [im.channels, im.height, im.width];
+    let got: Vec<i64> = image.shape.iter().map(|&d| d as i64).collect();
+    if got != want {
+        bail!(
+            "the dataset's images are {:?} (channels, height, width) but the encoder of {} reads {:?}",
+            got,
+            base.display(),
+            want
+        );
+    }
+    let prop = obs.field(PROPRIO).map_or(0, |f| f.numel() as i64);
+    if prop != nets.config.obs_dim {
+        bail!(
+            "the dataset's proprio field has {prop} entries but {} encodes {}",
+            base.display(),
+            nets.config.obs_dim
+        );
+    }
+    let actions = meta.scenario.spec().action_dim() as i64;
+    if actions != nets.config.action_dim {
+        bail!(
+            "the dataset's actions have {actions} entries but the predictor of {} takes {}",
+            base.display(),
+            nets.config.action_dim
+        );
+    }
+    if let Some(sc) = nets.scenario_config()? {
+        if sc.kind() != meta.scenario.kind() {
+            bail!(
+                "scenario mismatch: the dataset is `{}` but {} was trained on `{}`",
+                meta.scenario.kind(),
+                base.display(),
+                sc.kind()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Draws `n` indices from the cumulative weights `cum` (last entry = the total).
+fn draw(cum: &[f64], n: usize, rng: &mut impl Rng) -> Vec<i64> {
+    let total = *cum.last().unwrap_or(&0.0);
+    (0..n)
+        .map(|_| {
+            let u = rng.random::<f64>() * total;
+            cum.partition_point(|&c| c <= u).min(cum.len() - 1) as i64
+        })
+        .collect()
+}
+
+/// Cumulative sampling weights `(loss + eps)^priority` of every training window.
+fn cumulative(losses: &Tensor, priority: f64) -> Result<Vec<f64>> {
+    let l: Vec<f64> = Vec::<f64>::try_from(&losses.f_to_kind(Kind::Double)?)?;
+    let mut acc = 0.0;
+    Ok(l.into_iter()
+        .map(|v| {
+            acc += (v.max(0.0) + 1e-9).powf(priority);
+            acc
+        })
+        .collect())
+}
+
+/// Retrains the predictor of `opts.base` on the frozen latents of the pixel dataset in `dir`;
+/// outputs as [`crate::train::train`] (model, sidecar, loss plot, report).
+pub fn refit_predictor(
+    dir: &Path,
+    meta: &DatasetMeta,
+    cfg: &TrainConfig,
+    opts: &RefitOptions,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<TrainReport> {
+    cfg.validate()?;
+    if !(opts.priority >= 0.0 && opts.priority.is_finite()) {
+        bail!("--priority must be >= 0, got {}", opts.priority);
+    }
+    if opts.refresh == 0 {
+        bail!("--priority-refresh must be at least 1 step");
+    }
+    let started = Instant::now();
+    let mut nets = start_from(opts, cfg.seed, device)?;
+    check_compatible(&nets, meta, &opts.base)?;
+    let k = cfg.rollout_steps as i64;
+    let steps = meta.steps as i64;
+    let (n_ep, first_val) = episode_split(meta, cfg)?;
+    let enc = encode_dataset(dir, meta, &nets, device)?;
+    eprintln!(
+        "encoded {} frames in {:.0} s",
+        enc.z.size()[0] * enc.z.size()[1],
+        started.elapsed().as_secs_f64()
+    );
+    let (tr_ep, tr_t) = windows(0..first_val, steps, k);
+    let (va_ep, va_t) = windows(first_val..n_ep, steps, k);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+
+    let mut opt = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..Default::default()
+    }
+    .build(&nets.vs, cfg.lr)?;
+    let val_loss = |nets: &JepaNets| -> Result<f64> {
+        Ok(scored(nets, &enc, &va_ep, &va_t, k)?
+            .f_mean(Kind::Double)?
+            .double_value(&[]))
+    };
+    let ckpt = checkpoint_path(out);
+    let initial_val = val_loss(&nets)?;
+    let mut best = (f64::INFINITY, 0usize);
+    let mut curve = vec![(0usize, f64::NAN, initial_val)];
+    let bar = progress_bar(cfg.steps, progress);
+    let deadline = started + std::time::Duration::from_secs_f64(cfg.time_limit_min * 60.0);
+    let n_train = tr_ep.size()[0];
+    let prioritized = if opts.priority > 0.0 {
+        cfg.batch / 2
+    } else {
+        0
+    };
+    let mut cum = cumulative(&scored(&nets, &enc, &tr_ep, &tr_t, k)?, opts.priority)?;
+    let (mut running, mut running_n, mut step) = (0.0, 0.0, 0usize);
+    while step < cfg.steps {
+        let mut idx: Vec<i64> = (0..cfg.batch - prioritized)
+            .map(|_| rng.random_range(0..n_train))
+            .collect();
+        idx.extend(draw(&cum, prioritized, &mut rng));
+        let idx = Tensor::from_slice(&idx);
+        let (ep, t0) = (
+            tr_ep.f_index_select(0, &idx)?,
+            tr_t.f_index_select(0, &idx)?,
+        );
+        opt.set_lr(cosine_lr(cfg.lr, step, cfg.steps));
+        let loss = window_losses(&nets, &enc, &ep, &t0, k)?.f_mean(Kind::Float)?;
+        opt.zero_grad();
+        loss.f_backward()?;
+        opt.step();
+        let lv = loss.double_value(&[]);
+        if !lv.is_finite() {
+            bail!("training diverged at step {step} (loss {lv}); lower --lr");
+        }
+        running += lv;
+        running_n += 1.0;
+        step += 1;
+        bar.inc(1);
+        let out_of_time = Instant::now() >= deadline;
+        if step % cfg.eval_every == 0 || step == cfg.steps || out_of_time {
+            let v = val_loss(&nets)?;
+            curve.push((step, running / running_n, v));
+            bar.set_message(format!("train {:.5} val {:.5}", running / running_n, v));
+            if bar.is_hidden() {
+                eprintln!(
+                    "step {step}/{} train {:.5} val {v:.5} ({:.0} s)",
+                    cfg.steps,
+                    running / running_n,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            running = 0.0;
+            running_n = 0.0;
+            if v < best.0 {
+                best = (v, step);
+                nets.training = serde_json::json!({ "step": step, "val_loss": v, "config": cfg });
+                nets.save(&ckpt)?;
+            }
+            if out_of_time {
+                tracing::warn!("time limit reached at step {step}");
+                break;
+            }
+        }
+        if prioritized > 0 && step % opts.refresh == 0 {
+            cum = cumulative(&scored(&nets, &enc, &tr_ep, &tr_t, k)?, opts.priority)?;
+        }
+    }
+    bar.finish_and_clear();
+    let best_nets = JepaNets::load(&ckpt, device)?;
+    // Latent health of the (unchanged) encoder: first frames of training and validation
+    // episodes against their true states.
+    let first = |r: std::ops::Range<i64>| -> Result<(Tensor, Tensor)> {
+        let z = enc.z.f_narrow(0, r.start, r.end - r.start)?;
+        let s = enc.state.f_narrow(0, r.start, r.end - r.start)?;
+        let l = z.size()[2];
+        let sd = s.size()[2];
+        Ok((z.f_reshape([-1, l])?, s.f_reshape([-1, sd])?))
+    };
+    let (ztr, ytr) = first(0..first_val.min(1024))?;
+    let (zva, yva) = first(first_val..n_ep)?;
+    let health = health_of(&ztr, &ytr, &zva, &yva)?;
+    let report = TrainReport {
+        steps: step,
+        best_val_loss: best.0,
+        best_step: best.1,
+        initial_val_loss: initial_val,
+        curve,
+        health,
+        seconds: started.elapsed().as_secs_f64(),
+        model_path: out.to_path_buf(),
+    };
+    let dataset = serde_json::json!({
+        "episodes": n_ep,
+        "steps": steps,
+        "collect": meta.collect,
+        "refit_predictor_of": opts.base.display().to_string(),
+        "base_training": JepaNets::load(&opts.base, Device::Cpu)?.training,
+        "priority": opts.priority,
+        "priority_refresh": opts.refresh,
+    });
+    finish(best_nets, &report, cfg, dataset, out)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_every_start_of_every_episode() {
+        let (ep, t) = windows(3..5, 10, 4);
+        let ep: Vec<i64> = Vec::try_from(&ep).unwrap();
+        let t: Vec<i64> = Vec::try_from(&t).unwrap();
+        assert_eq!(ep.len(), 14);
+        assert_eq!(&ep[..7], &[3; 7]);
+        assert_eq!(&ep[7..], &[4; 7]);
+        assert_eq!(&t[..7], &[0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn draws_follow_the_weights() {
+        let cum = cumulative(&Tensor::from_slice(&[0.0f32, 3.0, 1.0]), 1.0).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let d = draw(&cum, 4000, &mut rng);
+        let count = |i: i64| d.iter().filter(|&&x| x == i).count() as f64 / 4000.0;
+        assert!(count(0) < 0.01, "{}", count(0));
+        assert!((count(1) - 0.75).abs() < 0.03, "{}", count(1));
+        assert!((count(2) - 0.25).abs() < 0.03, "{}", count(2));
+        // priority 0: uniform.
+        let flat = cumulative(&Tensor::from_slice(&[0.0f32, 3.0, 1.0]), 0.0).unwrap();
+        let d = draw(&flat, 3000, &mut rng);
+        for i in 0..3 {
+            let c = d.iter().filter(|&&x| x == i).count() as f64 / 3000.0;
+            assert!((c - 1.0 / 3.0).abs() < 0.04, "{i}: {c}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `zplan train --refit-predictor`: the predictor of a trained pixel JEPA retrained on its
+//! frozen latents lowers the validation loss, leaves the encoder bit for bit as it was, is
+//! deterministic, can change the predictor's size, and refuses models and datasets that do
+//! not fit with errors that say why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use zplan::collect::{collect, CollectConfig};
+use zplan::refit::{refit_predictor, RefitOptions};
+use zplan::train::{read_meta, TrainConfig};
+use zplan::train_pixels::train_pixels;
+use zplan_sim::ScenarioConfig;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn data(dir: &Path, name: &str, episodes: u64) {
+    let cfg = CollectConfig {
+        episodes,
+        steps: 16,
+        seed: 5,
+        beta: 1.0,
+        scale: 1.0,
+        action_repeat: 1,
+        workers: 2,
+        planner_fraction: 0.0,
+        planner: None,
+        chunk_episodes: Some(8),
+    };
+    let scenario = ScenarioConfig::load(&root().join("scenarios").join(name)).unwrap();
+    collect(&scenario, &cfg, dir, false).unwrap();
+}
+
+fn tiny(steps: usize) -> TrainConfig {
+    TrainConfig {
+        hidden: 32,
+        layers: 1,
+        rollout_steps: 3,
+        batch: 16,
+        steps,
+        eval_every: 40,
+        conv_widths: vec![8, 16],
+        keypoints: 2,
+        keypoint_std: 0.1,
+        enc_layers: 0,
+        proprio_latent_dim: 2,
+        ..TrainConfig::default()
+    }
+}
+
+fn opts(base: &Path) -> RefitOptions {
+    RefitOptions {
+        base: base.to_path_buf(),
+        priority: 2.0,
+        refresh: 50,
+        hidden: None,
+        layers: None,
+    }
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    data(&d, "push_pixels.ron", 24);
+    let meta = read_meta(&d).unwrap();
+    let base = tmp.path().join("base.safetensors");
+    train_pixels(&d, &meta, &tiny(80), &base, tch::Device::Cpu, false).unwrap();
+
+    let out = tmp.path().join("refit.safetensors");
+    let r = refit_predictor(
+        &d,
+        &meta,
+        &tiny(300),
+        &opts(&base),
+        &out,
+        tch::Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert!(
+        r.best_val_loss < r.initial_val_loss,
+        "validation loss {} -> {}",
+        r.initial_val_loss,
+        r.best_val_loss
+    );
+    let (a, b) = (tensors(&base), tensors(&out));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same architecture"
+    );
+    let mut predictor_moved = false;
+    for (name, t) in &a {
+        let same = t.equal(&b[name]);
+        if name.starts_with("predictor.") {
+            predictor_moved |= !same;
+        } else {
+            assert!(same, "`{name}` changed: the encoder must stay frozen");
+        }
+    }
+    assert!(predictor_moved, "the predictor was not trained");
+    // The report and sidecar say what the model was refit from.
+    let sidecar = std::fs::read_to_string(out.with_extension("json")).unwrap();
+    assert!(sidecar.contains("refit_predictor_of"), "{sidecar}");
+    // It loads as a model of its scenario.
+    zplan_models::load_model(
+        &zplan_models::ModelSpec::Jepa(out.to_string_lossy().into_owned()),
+        &ScenarioConfig::load(&root().join("scenarios/push_pixels.ron")).unwrap(),
+        zplan_models::DeviceChoice::Cpu,
+    )
+    .unwrap();
+
+    // Same seed, same weights.
+    let again = tmp.path().join("again.safetensors");
+    refit_predictor(
+        &d,
+        &meta,
+        &tiny(300),
+        &opts(&base),
+        &again,
+        tch::Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+
+    // A new predictor size starts a fresh predictor beside the same encoder.
+    let wide = tmp.path().join("wide.safetensors");
+    let mut o = opts(&base);
+    o.hidden = Some(48);
+    refit_predictor(&d, &meta, &tiny(60), &o, &wide, tch::Device::Cpu, false).unwrap();
+    let w = tensors(&wide);
+    let shapes = |m: &BTreeMap<String, tch::Tensor>| -> Vec<Vec<i64>> {
+        m.iter()
+            .filter(|(n, _)| n.starts_with("predictor."))
+            .map(|(_, t)| t.size())
+            .collect()
+    };
+    assert!(
+        shapes(&w).iter().any(|s| s.contains(&48)),
+        "{:?}",
+        shapes(&w)
+    );
+    for (name, t) in &a {
+        if !name.starts_with("predictor.") {
+            assert!(t.equal(&w[name]), "`{name}` changed with a new predictor");
+        }
+    }
+
+    // Errors name what does not fit.
+    let err = |base: PathBuf, data: &Path| -> String {
+        let meta = read_meta(data).unwrap();
+        let out = tmp.path().join("bad.safetensors");
+        format!(
+            "{:#}",
+            refit_predictor(
+                data,
+                &meta,
+                &tiny(10),
+                &opts(&base),
+                &out,
+                tch::Device::Cpu,
+                false
+            )
+            .unwrap_err()
+        )
+    };
+    let state_model = root().join("models/trained/two_rooms.safetensors");
+    let e = err(state_model, &d);
+    assert!(e.contains("not a pixel JEPA"), "{e}");
+    let other = tmp.path().join("other");
+    data(&other, "two_rooms_pixels.ron", 4);
+    let e = err(base.clone(), &other);
+    assert!(
+        e.contains("proprio") && e.contains("base.safetensors"),
+        "{e}"
+    );
+    let e = err(tmp.path().join("missing.safetensors"), &d);
+    assert!(e.contains("missing"), "{e}");
+    let mut o = opts(&base);
+    o.priority = f64::NAN;
+    let e = format!(
+        "{:#}",
+        refit_predictor(&d, &meta, &tiny(10), &o, &out, tch::Device::Cpu, false).unwrap_err()
+    );
+    assert!(e.contains("--priority"), "{e}");
+}
