@@ -212,6 +212,7 @@ pub fn bench_suite(args: &BenchArgs) -> Result<()> {
         shard: crate::shard::Shard::ALL,
         device: args.device,
         workers: args.workers,
+        torch_threads: None,
         progress: !args.no_progress,
         filmstrips: false,
     };

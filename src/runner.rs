@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub device: Option<DeviceChoice>,
     /// Parallel episode workers (`None` = CPU cores, at most the number of episodes).
     pub workers: Option<usize>,
+    /// libtorch intra-op threads per worker (`None` = cores / workers, at least 1). Small
+    /// models plan faster on one: see README, "Plan latency and torch threads".
+    pub torch_threads: Option<usize>,
     /// Show a progress bar.
     pub progress: bool,
     /// Render a filmstrip of episode 0 of each entry.
@@ -518,7 +521,10 @@ pub fn run_suite(suite: &LoadedSuite, opts: &RunOptions) -> Result<RunOutcome> {
         .workers
         .unwrap_or_else(cores)
         .clamp(1, todo.len().max(1));
-    tch::set_num_threads(torch_threads_for(workers));
+    tch::set_num_threads(
+        opts.torch_threads
+            .map_or_else(|| torch_threads_for(workers), |t| t.max(1) as i32),
+    );
     let ctxs: Vec<EntryCtx> = suite
         .suite
         .entries

@@ -187,3 +187,37 @@ fn one_worker_per_core_adds_no_simulator_threads() {
 fn one_worker_gets_every_core() {
     check(1);
 }
+
+/// `--torch-threads` is accepted (every episode runs) and 0 is refused with the flag named.
+/// (Results are not compared: libtorch's sums may split differently across thread counts.)
+#[test]
+fn torch_threads_override_runs_every_episode() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path());
+    let run = |name: &str, threads: &str| -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_zplan"))
+            .args([
+                "run",
+                suite.to_str().unwrap(),
+                "--no-progress",
+                "--workers",
+                "1",
+            ])
+            .args(["--torch-threads", threads, "--out"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap()
+    };
+    let ok = run("one", "1");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let results = std::fs::read_to_string(dir.path().join("one/results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 9, "every episode ran");
+    let bad = run("zero", "0");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--torch-threads"), "{err}");
+}

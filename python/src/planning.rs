@@ -692,6 +692,7 @@ pub fn run_suite<'py>(
             shard: zplan::shard::Shard::ALL,
             device,
             workers,
+            torch_threads: None,
             progress,
             filmstrips: false,
         };
