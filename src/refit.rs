@@ -175,8 +175,13 @@ fn scored(nets: &JepaNets, enc: &Encoded, ep: &Tensor, t0: &Tensor, k: i64) -> R
     Ok(Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?)
 }
 
-/// The base model's networks with the predictor kept, or re-created at a new size.
-fn start_from(opts: &RefitOptions, seed: u64, device: Device) -> Result<JepaNets> {
+/// The base model's networks with the predictor kept, or re-created at a new size, and the
+/// base model's training record.
+fn start_from(
+    opts: &RefitOptions,
+    seed: u64,
+    device: Device,
+) -> Result<(JepaNets, serde_json::Value)> {
     let base = JepaNets::load(&opts.base, device)
         .with_context(|| format!("--refit-predictor {}", opts.base.display()))?;
     if base.config.image.is_none() {
@@ -187,8 +192,9 @@ fn start_from(opts: &RefitOptions, seed: u64, device: Device) -> Result<JepaNets
     }
     let hidden = opts.hidden.unwrap_or(base.config.pred_hidden);
     let layers = opts.layers.unwrap_or(base.config.pred_layers);
+    let base_training = base.training.clone();
     if hidden == base.config.pred_hidden && layers == base.config.pred_layers {
-        return Ok(base);
+        return Ok((base, base_training));
     }
     let mut cfg = base.config.clone();
     cfg.pred_hidden = hidden;
@@ -209,7 +215,7 @@ fn start_from(opts: &RefitOptions, seed: u64, device: Device) -> Result<JepaNets
             .with_context(|| format!("{}: no tensor `{name}`", opts.base.display()))?;
         var.f_copy_(src)?;
     }
-    Ok(nets)
+    Ok((nets, base_training))
 }
 
 /// Checks that the dataset is the one the model's encoder reads: same scenario kind, image
@@ -302,7 +308,7 @@ pub fn refit_predictor(
         bail!("--priority-refresh must be at least 1 step");
     }
     let started = Instant::now();
-    let mut nets = start_from(opts, cfg.seed, device)?;
+    let (mut nets, base_training) = start_from(opts, cfg.seed, device)?;
     check_compatible(&nets, meta, &opts.base)?;
     let k = cfg.rollout_steps as i64;
     let steps = meta.steps as i64;
@@ -422,7 +428,7 @@ pub fn refit_predictor(
         "steps": steps,
         "collect": meta.collect,
         "refit_predictor_of": opts.base.display().to_string(),
-        "base_training": JepaNets::load(&opts.base, Device::Cpu)?.training,
+        "base_training": base_training,
         "priority": opts.priority,
         "priority_refresh": opts.refresh,
     });

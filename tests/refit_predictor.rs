@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use zplan::collect::{collect, CollectConfig};
+use zplan::collect::collect;
+
+mod common;
 use zplan::refit::{refit_predictor, RefitOptions};
 use zplan::train::{read_meta, TrainConfig};
 use zplan::train_pixels::train_pixels;
@@ -16,18 +18,7 @@ fn root() -> &'static Path {
 }
 
 fn data(dir: &Path, name: &str, episodes: u64) {
-    let cfg = CollectConfig {
-        episodes,
-        steps: 16,
-        seed: 5,
-        beta: 1.0,
-        scale: 1.0,
-        action_repeat: 1,
-        workers: 2,
-        planner_fraction: 0.0,
-        planner: None,
-        chunk_episodes: Some(8),
-    };
+    let cfg = common::random_collect(episodes, 16, 5, Some(8));
     let scenario = ScenarioConfig::load(&root().join("scenarios").join(name)).unwrap();
     collect(&scenario, &cfg, dir, false).unwrap();
 }

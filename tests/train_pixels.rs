@@ -4,6 +4,8 @@
 
 use std::path::Path;
 use zplan::collect::{collect, CollectConfig};
+
+mod common;
 use zplan::train::{read_meta, TrainConfig};
 use zplan::train_pixels::train_pixels;
 use zplan_sim::ScenarioConfig;
@@ -18,18 +20,7 @@ fn scenario(name: &str) -> ScenarioConfig {
 }
 
 fn data(dir: &Path, name: &str, episodes: u64) {
-    let cfg = CollectConfig {
-        episodes,
-        steps: 16,
-        seed: 4,
-        beta: 1.0,
-        scale: 1.0,
-        action_repeat: 1,
-        workers: 2,
-        planner_fraction: 0.0,
-        planner: None,
-        chunk_episodes: Some(8),
-    };
+    let cfg = common::random_collect(episodes, 16, 4, Some(8));
     collect(&scenario(name), &cfg, dir, false).unwrap();
 }
 

@@ -86,3 +86,25 @@ pub fn facts(recs: &[serde_json::Value]) -> Vec<(String, u64, u64, bool, u64, St
     v.sort();
     v
 }
+
+/// Random-action collection (coloured noise, beta 1) of `episodes` x `steps` with `seed`, two
+/// workers, `chunk_episodes` per chunk: the small datasets the training tests learn from.
+pub fn random_collect(
+    episodes: u64,
+    steps: u32,
+    seed: u64,
+    chunk_episodes: Option<u64>,
+) -> zplan::collect::CollectConfig {
+    zplan::collect::CollectConfig {
+        episodes,
+        steps,
+        seed,
+        beta: 1.0,
+        scale: 1.0,
+        action_repeat: 1,
+        workers: 2,
+        planner_fraction: 0.0,
+        planner: None,
+        chunk_episodes,
+    }
+}
