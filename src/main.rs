@@ -199,10 +199,14 @@ struct TrainArgs {
     /// field always have one)
     #[arg(long)]
     proprio_latent_dim: Option<i64>,
-    /// Pixel datasets: output channels of the image encoder's stride-2 3x3 convolutions
-    /// (default 16,32,32)
+    /// Pixel datasets: output channels of the image encoder's 3x3 convolutions (default
+    /// 16,32,32)
     #[arg(long, value_delimiter = ',')]
     conv_widths: Vec<i64>,
+    /// Pixel datasets: stride (1 or 2) of each --conv-widths convolution (default 2 for
+    /// each); 1 keeps the full resolution, where keypoint maps can resolve a small body's shape
+    #[arg(long, value_delimiter = ',', requires = "conv_widths")]
+    conv_strides: Vec<i64>,
     /// Pixel datasets: layer-normalise the image latent (default true; small latents train
     /// better without)
     #[arg(long)]
@@ -223,6 +227,24 @@ struct TrainArgs {
     /// two_rooms_doors' door is
     #[arg(long, requires = "keypoints")]
     keypoint_context: Option<i64>,
+    /// Pixel datasets with --keypoints: each keypoint also writes the orientation of its
+    /// attention map, the normalised complex moment of order N (real, imaginary; latent
+    /// 4K + C + proprio): a body's yaw with period 2π/N, which a point cannot hold. 4 for a
+    /// square (push_pixels' block), 2 for an elongated body
+    #[arg(long, requires = "keypoints")]
+    keypoint_moment: Option<i64>,
+    /// Pixel datasets with --keypoints: gain on the keypoint maps' logits before the softmax
+    /// (default 1). Full-resolution maps (--conv-strides 1: 4096 cells at 64 x 64) need large
+    /// logits to concentrate on a small body; a gain of 10 gets there in hundreds of steps
+    #[arg(long, requires = "keypoints")]
+    keypoint_gain: Option<f64>,
+    /// Pixel datasets with --keypoint-moment: the moment reads the sigmoid of the keypoint
+    /// map's logits (every cell it scores high, alike) inside a Gaussian window of radius R
+    /// (image coordinates in [-1, 1]) around the keypoint, about that mask's centroid, instead
+    /// of the softmax (default 0: the softmax). A keypoint on a few pixels of a body's edge
+    /// then still writes the whole body's shape; about the body's half diagonal
+    #[arg(long, requires = "keypoint_moment")]
+    keypoint_moment_radius: Option<f64>,
     /// Pixel datasets with --keypoints 2 or more: weight of a penalty on the correlation
     /// between coordinates of different keypoints (default 0). Scale-free, unlike
     /// --cov-weight: a second keypoint cannot follow the first at a small spread, and finds
@@ -235,6 +257,21 @@ struct TrainArgs {
     /// door) (default 0)
     #[arg(long, requires = "keypoints")]
     static_keypoints: Option<i64>,
+    /// Pixel datasets with --keypoints and proprio fields: weight of a penalty on the
+    /// correlation between keypoint coordinates and the proprio fields (default 0). Proprio
+    /// already tells where the agent is, so the keypoints track what it moves instead
+    /// (push_pixels' block, not its pusher)
+    #[arg(long, requires = "keypoints")]
+    proprio_decorrelation: Option<f64>,
+    /// Pixel datasets with --keypoints: the largest spread E[|dz|^2] of each keypoint's map
+    /// about the keypoint (image coordinates in [-1, 1]; default: free), by a penalty on the
+    /// excess. Keeps each map on one body rather than a haze over
+    /// the background; about the body's silhouette (2a²/3 for a square of half side a)
+    #[arg(long, requires = "keypoints")]
+    keypoint_spread: Option<f64>,
+    /// Weight of the --keypoint-spread penalty (default 1)
+    #[arg(long, requires = "keypoint_spread")]
+    keypoint_spread_weight: Option<f64>,
     /// Weight of the --static-keypoints penalty (default 10)
     #[arg(long, requires = "static_keypoints")]
     static_weight: Option<f64>,
@@ -243,7 +280,7 @@ struct TrainArgs {
     /// each batch drawn in proportion to how badly a window is predicted (--priority). The
     /// predictor continues from MODEL's weights, or starts fresh when --hidden or --layers
     /// differs from MODEL's. Encoder options (--keypoints, --conv-widths, ...) do not apply
-    #[arg(long, value_name = "MODEL", conflicts_with_all = ["keypoints", "conv_widths", "latent_dim", "proprio_latent_dim", "enc_layers"])]
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["keypoints", "conv_widths", "conv_strides", "latent_dim", "proprio_latent_dim", "enc_layers"])]
     refit_predictor: Option<PathBuf>,
     /// With --refit-predictor: exponent of the loss-proportional half of each batch (default
     /// 2; 0 draws every window uniformly)
@@ -284,14 +321,25 @@ impl TrainArgs {
         );
         c.proprio = self.proprio.clone();
         c.conv_widths = self.conv_widths.clone();
+        c.conv_strides = self.conv_strides.clone();
         if let Some(v) = self.image_layer_norm {
             c.image_layer_norm = v;
         }
         c.keypoints = self.keypoints.unwrap_or(0);
         c.keypoint_std = self.keypoint_std.unwrap_or(0.0);
         c.keypoint_context = self.keypoint_context.unwrap_or(0);
+        c.keypoint_moment = self.keypoint_moment.unwrap_or(0);
+        if let Some(g) = self.keypoint_gain {
+            c.keypoint_gain = g;
+        }
         c.keypoint_decorrelation = self.keypoint_decorrelation.unwrap_or(0.0);
         c.static_keypoints = self.static_keypoints.unwrap_or(0);
+        c.proprio_decorrelation = self.proprio_decorrelation.unwrap_or(0.0);
+        c.keypoint_spread = self.keypoint_spread.unwrap_or(0.0);
+        c.keypoint_moment_radius = self.keypoint_moment_radius.unwrap_or(0.0);
+        if let Some(w) = self.keypoint_spread_weight {
+            c.keypoint_spread_weight = w;
+        }
         if let Some(w) = self.static_weight {
             c.static_weight = w;
         }

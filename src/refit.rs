@@ -22,6 +22,7 @@ use crate::train::{
     checkpoint_path, cosine_lr, episode_split, finish, health_of, progress_bar, TrainConfig,
     TrainReport,
 };
+use crate::train_pixels::identifiable_labels;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
@@ -412,6 +413,10 @@ pub fn refit_predictor(
     };
     let (ztr, ytr) = first(0..first_val.min(1024))?;
     let (zva, yva) = first(first_val..n_ep)?;
+    let (ytr, yva) = (
+        identifiable_labels(&ytr, &meta.scenario)?,
+        identifiable_labels(&yva, &meta.scenario)?,
+    );
     let health = health_of(&ztr, &ytr, &zva, &yva)?;
     let report = TrainReport {
         steps: step,

@@ -68,10 +68,13 @@ pub struct TrainConfig {
     /// Latent entries of the proprio encoder (used with `proprio`).
     #[serde(default = "default_proprio_latent_dim")]
     pub proprio_latent_dim: i64,
-    /// Pixel models: output channels of the image encoder's stride-2 convolutions (empty =
+    /// Pixel models: output channels of the image encoder's convolutions (empty =
     /// 16, 32, 32).
     #[serde(default)]
     pub conv_widths: Vec<i64>,
+    /// Pixel models: stride (1 or 2) of each convolution of `conv_widths` (empty: all 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conv_strides: Vec<i64>,
     /// Pixel models: layer-normalise the image latent.
     #[serde(default = "default_true")]
     pub image_layer_norm: bool,
@@ -90,6 +93,15 @@ pub struct TrainConfig {
     /// keypoint coordinates (0: none), for what is not a point (where a door is).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub keypoint_context: i64,
+    /// Pixel models with keypoints: order `n` of the orientation moment each keypoint also
+    /// writes (0: none; see `ImageHead::Keypoints`): 4 for a square body, 2 for an elongated
+    /// one. Each keypoint's moment pair is a VICReg unit with the `keypoint_std` floor.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keypoint_moment: i64,
+    /// Pixel models with keypoints: gain on the keypoint maps' logits (default 1; see
+    /// `ImageHead::Keypoints`), for large full-resolution maps.
+    #[serde(default = "default_gain")]
+    pub keypoint_gain: f64,
     /// Pixel models with two or more keypoints: weight of the cross-keypoint correlation
     /// penalty (0: none), the mean squared correlation between coordinates of different
     /// keypoints ([`keypoint_correlation`]). Unlike VICReg's covariance term it does not
@@ -104,9 +116,36 @@ pub struct TrainConfig {
     /// (two_rooms_doors' door) is then the only thing they can track (slow features).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub static_keypoints: i64,
+    /// Pixel models with keypoints and proprio fields: weight of a penalty on the correlation
+    /// between the keypoint coordinates and the proprio fields (0: none; the mean squared
+    /// correlation, [`cross_correlation`]). The proprio encoder already holds the agent's own
+    /// position, so the keypoints are pushed to track what proprio does not tell: the body
+    /// the agent moves (push_pixels' block) rather than the agent (its pusher).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub proprio_decorrelation: f64,
+    /// Pixel models with keypoints: the largest spread `E[|dz|^2]` of each keypoint map about
+    /// its keypoint (image coordinates in `[-1, 1]`; 0: free). A penalty
+    /// `keypoint_spread_weight × mean(relu(spread - keypoint_spread))` keeps each map on
+    /// one body instead of a haze over the background, so its keypoint follows the body at
+    /// full amplitude; about the spread of the body's silhouette (`2a²/3` for a square of
+    /// half side `a`) or a little more.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub keypoint_spread: f64,
+    /// Weight of the `keypoint_spread` penalty (default 1).
+    #[serde(default = "default_gain")]
+    pub keypoint_spread_weight: f64,
+    /// Pixel models with keypoint moments: the radius of the window around each keypoint in
+    /// which the moment reads the map's sigmoid mask (0: the softmax itself; see
+    /// `ImageHead::Keypoints`).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub keypoint_moment_radius: f64,
     /// Weight of the static-keypoint penalty (used with `static_keypoints`).
     #[serde(default = "default_static_weight")]
     pub static_weight: f64,
+}
+
+fn default_gain() -> f64 {
+    1.0
 }
 
 fn default_static_weight() -> f64 {
@@ -148,12 +187,19 @@ impl Default for TrainConfig {
             proprio: Vec::new(),
             proprio_latent_dim: default_proprio_latent_dim(),
             conv_widths: Vec::new(),
+            conv_strides: Vec::new(),
             image_layer_norm: true,
             keypoints: 0,
             keypoint_std: 0.0,
             keypoint_context: 0,
+            keypoint_moment: 0,
+            keypoint_gain: default_gain(),
             keypoint_decorrelation: 0.0,
             static_keypoints: 0,
+            proprio_decorrelation: 0.0,
+            keypoint_spread: 0.0,
+            keypoint_spread_weight: default_gain(),
+            keypoint_moment_radius: 0.0,
             static_weight: default_static_weight(),
         }
     }
@@ -188,6 +234,28 @@ impl TrainConfig {
         nonneg("keypoint-std", self.keypoint_std)?;
         nonneg("keypoint-decorrelation", self.keypoint_decorrelation)?;
         nonneg("static-weight", self.static_weight)?;
+        nonneg("proprio-decorrelation", self.proprio_decorrelation)?;
+        nonneg("keypoint-spread", self.keypoint_spread)?;
+        nonneg("keypoint-spread-weight", self.keypoint_spread_weight)?;
+        if !(self.keypoint_moment_radius.is_finite()
+            && (0.0..=2.0).contains(&self.keypoint_moment_radius))
+        {
+            bail!(
+                "--keypoint-moment-radius must be in [0, 2] (image coordinates), got {}",
+                self.keypoint_moment_radius
+            );
+        }
+        if self.keypoint_moment_radius > 0.0 && self.keypoint_moment == 0 {
+            bail!(
+                "--keypoint-moment-radius needs --keypoint-moment (it is where the moment reads)"
+            );
+        }
+        if self.keypoint_spread > 0.0 && self.keypoints == 0 {
+            bail!("--keypoint-spread needs --keypoints (it bounds each keypoint map's spread)");
+        }
+        if self.proprio_decorrelation > 0.0 && self.keypoints == 0 {
+            bail!("--proprio-decorrelation needs --keypoints (it decorrelates the keypoints from proprio)");
+        }
         if self.static_keypoints < 0 || self.static_keypoints > self.keypoints {
             bail!(
                 "--static-keypoints ({}) must be between 0 and --keypoints ({}): the static ones are the last keypoints",
@@ -206,6 +274,36 @@ impl TrainConfig {
                 "--keypoint-context must be in 0..=1024, got {}",
                 self.keypoint_context
             );
+        }
+        if self.keypoint_moment != 0 && !(2..=8).contains(&self.keypoint_moment) {
+            bail!(
+                "--keypoint-moment must be an order in 2..=8 (4 for a square body, 2 for an elongated one), got {}",
+                self.keypoint_moment
+            );
+        }
+        if !(self.keypoint_gain.is_finite()
+            && self.keypoint_gain > 0.0
+            && self.keypoint_gain <= 1000.0)
+        {
+            bail!(
+                "--keypoint-gain must be in (0, 1000], got {}",
+                self.keypoint_gain
+            );
+        }
+        if self.keypoint_moment > 0 && self.keypoints == 0 {
+            bail!("--keypoint-moment needs --keypoints (each keypoint's attention map has the moment)");
+        }
+        if !self.conv_strides.is_empty() {
+            if self.conv_strides.len() != self.conv_widths.len() {
+                bail!(
+                    "--conv-strides has {} entries but --conv-widths has {}: give one stride per convolution",
+                    self.conv_strides.len(),
+                    self.conv_widths.len()
+                );
+            }
+            if let Some(s) = self.conv_strides.iter().find(|&&s| s != 1 && s != 2) {
+                bail!("--conv-strides entries must be 1 or 2, got {s}");
+            }
         }
         if self.keypoint_context > 0 && self.keypoints == 0 {
             bail!("--keypoint-context needs --keypoints (its features follow the keypoints)");
@@ -560,6 +658,22 @@ pub(crate) fn keypoint_correlation(z: &Tensor, k: i64) -> Result<Tensor> {
     Ok(corr.f_square()?.f_mul(&mask)?.f_sum(Kind::Float)? / pairs)
 }
 
+/// The mean squared correlation between every column of `a [N, m]` and every column of
+/// `b [N, p]` (`corr = cov / sqrt((var_a + ε)(var_b + ε))`): 0 when the two sets vary
+/// independently, 1 when a column of `a` is an affine copy of one of `b` (and no other).
+pub(crate) fn cross_correlation(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let n = a.size()[0] as f64;
+    let ac = a - a.f_mean_dim(0, true, Kind::Float)?;
+    let bc = b - b.f_mean_dim(0, true, Kind::Float)?;
+    let cov = ac.f_transpose(0, 1)?.f_matmul(&bc)? / (n - 1.0); // [m, p]
+    let va =
+        (ac.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (n - 1.0)) + CORRELATION_EPS;
+    let vb =
+        (bc.f_square()?.f_sum_dim_intlist(0, false, Kind::Float)? / (n - 1.0)) + CORRELATION_EPS;
+    let corr2 = cov.f_square()? / va.f_unsqueeze(1)?.f_mul(&vb.f_unsqueeze(0)?)?;
+    Ok(corr2.f_mean(Kind::Float)?)
+}
+
 /// The mean squared deviation of keypoints `first..first + count` from their own mean over
 /// the frames of each window, for online latents `z_all [B, K+1, L]` (0 when they never move
 /// within a window).
@@ -620,7 +734,9 @@ pub(crate) fn jepa_objective(
         )?;
     }
     let pred = pred / k as f64;
-    let kp = (cfg.keypoint_std > 0.0).then_some((cfg.keypoints, cfg.keypoint_std));
+    // Keypoint units of the variance floor: each keypoint's (x, y), then each moment pair.
+    let units = cfg.keypoints * if cfg.keypoint_moment > 0 { 2 } else { 1 };
+    let kp = (cfg.keypoint_std > 0.0).then_some((units, cfg.keypoint_std));
     let (var_l, cov_l) = vicreg(all, kp)?;
     let mut total = &pred + var_l * cfg.var_weight + cov_l * cfg.cov_weight;
     if cfg.static_keypoints > 0 {

@@ -12,8 +12,8 @@
 use crate::collect::DatasetMeta;
 use crate::dataset::{read_chunk, Chunk, ChunkInfo};
 use crate::train::{
-    checkpoint_path, cosine_lr, episode_split, finish, health_of, jepa_objective, progress_bar,
-    Losses, TrainConfig, TrainReport,
+    checkpoint_path, cosine_lr, cross_correlation, episode_split, finish, health_of,
+    jepa_objective, progress_bar, Losses, TrainConfig, TrainReport,
 };
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -23,6 +23,7 @@ use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 use zplan_models::jepa::{ImageHead, JepaConfig, JepaNets, ObsNorm, TargetEncoder};
 use zplan_obs::{ObsSpec, IMAGE, PROPRIO};
+use zplan_sim::ScenarioConfig;
 
 /// Validation windows kept in memory.
 const VAL_WINDOWS: usize = 512;
@@ -123,14 +124,27 @@ fn batch_loss(
         shape.extend_from_slice(&t.size()[2..]);
         Ok(t.f_narrow(1, from, n)?.f_reshape(shape.as_slice())?)
     };
-    let all = nets.encode_images(&frames(&img, 0, k1)?, &frames(&prop, 0, k1)?)?;
+    let (all, spread) =
+        nets.encode_images_with_spread(&frames(&img, 0, k1)?, &frames(&prop, 0, k1)?)?;
     let latent = all.size()[1];
     let z_all = all.f_reshape([b, k1, latent])?;
     let tgt = target
         .encode_images(&frames(&img, 1, k)?, &frames(&prop, 1, k)?)?
         .f_reshape([b, k, latent])?;
     let actions = w.actions.f_to_device(device)?;
-    jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)
+    let mut losses = jepa_objective(nets, &all, &z_all, &tgt, &actions, cfg, action_scale)?;
+    if let (true, Some(spread)) = (cfg.keypoint_spread > 0.0, spread) {
+        let excess = (spread - cfg.keypoint_spread)
+            .f_relu()?
+            .f_mean(Kind::Float)?;
+        losses.total = losses.total.f_add(&(excess * cfg.keypoint_spread_weight))?;
+    }
+    if cfg.proprio_decorrelation > 0.0 && prop.size()[2] > 0 {
+        let points = all.f_narrow(1, 0, 2 * cfg.keypoints)?;
+        let corr = cross_correlation(&points, &frames(&prop, 0, k1)?)?;
+        losses.total = losses.total.f_add(&(corr * cfg.proprio_decorrelation))?;
+    }
+    Ok(losses)
 }
 
 fn eval_loss(
@@ -155,6 +169,19 @@ fn eval_loss(
         start += m;
     }
     Ok(sum / n.max(1.0))
+}
+
+/// True states `[N, S]` rewritten into what the camera image determines, the labels of a
+/// pixel model's latent probe ([`ScenarioConfig::identifiable_state`]: a square push block's
+/// yaw as `(cos 4θ, sin 4θ)`, since its image repeats every quarter turn).
+pub(crate) fn identifiable_labels(y: &Tensor, scenario: &ScenarioConfig) -> Result<Tensor> {
+    let size = y.size();
+    let mut rows = Vec::<f32>::try_from(y.f_to_kind(Kind::Float)?.f_reshape([-1])?)?;
+    let width = size.last().copied().unwrap_or(1).max(1) as usize;
+    for row in rows.chunks_mut(width) {
+        scenario.identifiable_state(row);
+    }
+    Ok(Tensor::f_from_slice(&rows)?.f_reshape(size.as_slice())?)
 }
 
 /// Latents of the first frame of every window, and that frame's true state.
@@ -196,7 +223,7 @@ pub fn train_pixels(
     // config says so.
     let mut cfg = cfg.clone();
     if cfg.keypoints > 0 {
-        cfg.latent_dim = 2 * cfg.keypoints
+        cfg.latent_dim = 2 * cfg.keypoints * if cfg.keypoint_moment > 0 { 2 } else { 1 }
             + cfg.keypoint_context
             + if proprio_dim > 0 {
                 cfg.proprio_latent_dim
@@ -286,11 +313,15 @@ pub fn train_pixels(
         if !cfg.conv_widths.is_empty() {
             im.widths = cfg.conv_widths.clone();
         }
+        im.strides = cfg.conv_strides.clone();
         im.layer_norm = cfg.image_layer_norm;
         if cfg.keypoints > 0 {
             im.head = ImageHead::Keypoints {
                 count: cfg.keypoints,
                 context: cfg.keypoint_context,
+                moment: cfg.keypoint_moment,
+                gain: cfg.keypoint_gain,
+                radius: cfg.keypoint_moment_radius,
             };
         }
     }
@@ -445,6 +476,10 @@ pub fn train_pixels(
     let probe = src.gather(&chunk, &probe_starts, k)?;
     let (ztr, ytr) = first_frames(&best_nets, &probe, device)?;
     let (zva, yva) = first_frames(&best_nets, &val, device)?;
+    let (ytr, yva) = (
+        identifiable_labels(&ytr, &meta.scenario)?,
+        identifiable_labels(&yva, &meta.scenario)?,
+    );
     let health = health_of(&ztr, &ytr, &zva, &yva)?;
     let report = TrainReport {
         steps: step,

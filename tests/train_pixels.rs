@@ -82,6 +82,84 @@ fn pixel_training_lowers_validation_loss_without_collapse_and_is_deterministic()
     );
 }
 
+#[test]
+fn orientation_keypoints_at_full_resolution_train_and_reload() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    data(&d, "push_pixels.ron", 12);
+    let meta = read_meta(&d).unwrap();
+    let out = tmp.path().join("m.safetensors");
+    let cfg = TrainConfig {
+        conv_widths: vec![8],
+        conv_strides: vec![1],
+        keypoints: 1,
+        keypoint_moment: 4,
+        keypoint_gain: 10.0,
+        keypoint_std: 0.1,
+        proprio_decorrelation: 1.0,
+        keypoint_spread: 0.01,
+        keypoint_moment_radius: 0.2,
+        enc_layers: 0,
+        steps: 30,
+        eval_every: 15,
+        ..tiny()
+    };
+    let r = train_pixels(&d, &meta, &cfg, &out, tch::Device::Cpu, false).unwrap();
+    assert!(r.best_val_loss.is_finite() && r.best_val_loss < r.initial_val_loss);
+    // One keypoint (x, y), its moment (re, im), the proprio latent (4).
+    assert_eq!(r.health.per_dim_std.len(), 8);
+    assert_eq!(r.health.probe_r2_per_field.len(), 6);
+    let model = zplan_models::jepa::JepaModel::load(&out, tch::Device::Cpu).unwrap();
+    let im = model.config().image.unwrap();
+    assert_eq!(im.strides, [1]);
+    assert_eq!(im.feature_shape(), (8, 64, 64));
+    assert_eq!(
+        im.head,
+        zplan_models::jepa::ImageHead::Keypoints {
+            count: 1,
+            context: 0,
+            moment: 4,
+            gain: 10.0,
+            radius: 0.2
+        }
+    );
+    // Flags that need others are refused before training.
+    for (bad, what) in [
+        (
+            TrainConfig {
+                keypoints: 0,
+                keypoint_std: 0.0,
+                proprio_decorrelation: 0.0,
+                keypoint_spread: 0.0,
+                ..cfg.clone()
+            },
+            "--keypoint-moment needs --keypoints",
+        ),
+        (
+            TrainConfig {
+                conv_strides: vec![1, 2],
+                ..cfg.clone()
+            },
+            "--conv-strides has 2 entries but --conv-widths has 1",
+        ),
+        (
+            TrainConfig {
+                keypoint_moment: 3,
+                keypoint_gain: 0.0,
+                ..cfg.clone()
+            },
+            "--keypoint-gain",
+        ),
+    ] {
+        let e = train_pixels(&d, &meta, &bad, &out, tch::Device::Cpu, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(what), "{e}");
+    }
+}
+
 /// A one-room variant of `two_rooms_pixels.ron` (starts and goals both in the left room, a
 /// wider goal radius, 50 steps): a small pixel scenario a briefly trained model can solve.
 fn one_room(goal_radius: f64) -> String {

@@ -143,7 +143,13 @@ fn keypoint_config(count: i64, proprio: i64) -> JepaConfig {
     c.latent_dim = 2 * count + c.proprio_latent_dim;
     if let Some(im) = c.image.as_mut() {
         im.widths = vec![8, 16];
-        im.head = ImageHead::Keypoints { count, context: 0 };
+        im.head = ImageHead::Keypoints {
+            count,
+            context: 0,
+            moment: 0,
+            gain: 1.0,
+            radius: 0.0,
+        };
     }
     c
 }
@@ -189,6 +195,9 @@ fn keypoint_heads_write_image_coordinates_and_round_trip() {
         im.head = ImageHead::Keypoints {
             count: 0,
             context: 0,
+            moment: 0,
+            gain: 1.0,
+            radius: 0.0,
         };
     }
     let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
@@ -206,6 +215,9 @@ fn keypoint_context_features_follow_the_coordinates_and_round_trip() {
         im.head = ImageHead::Keypoints {
             count: 2,
             context: 3,
+            moment: 0,
+            gain: 1.0,
+            radius: 0.0,
         };
     }
     let model = JepaModel::new(config.clone(), Device::Cpu).unwrap();
@@ -235,7 +247,10 @@ fn keypoint_context_features_follow_the_coordinates_and_round_trip() {
         old,
         ImageHead::Keypoints {
             count: 2,
-            context: 0
+            context: 0,
+            moment: 0,
+            gain: 1.0,
+            radius: 0.0
         }
     );
 }

@@ -149,6 +149,15 @@ scenario_families! {
 }
 
 impl ScenarioConfig {
+    /// Rewrites a state vector into what a camera image of the scene determines (for latent
+    /// probes of pixel models): a square push block's yaw only modulo a quarter turn
+    /// ([`PushConfig::identifiable_state`]); other families' states are left as they are.
+    pub fn identifiable_state(&self, state: &mut [f32]) {
+        if let ScenarioConfig::Push(c) = self {
+            c.identifiable_state(state);
+        }
+    }
+
     /// Reads, parses and validates a scenario file.
     ///
     /// # Errors

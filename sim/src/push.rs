@@ -213,6 +213,41 @@ impl PushConfig {
         }
     }
 
+    /// Order of the block's rotational symmetry seen from above: 4 for a square box (its
+    /// image repeats every quarter turn), 2 for an oblong box, 1 for the T.
+    pub fn image_symmetry(&self) -> u32 {
+        match self.shape {
+            BlockShape::Box if self.block_size.0 == self.block_size.1 => 4,
+            BlockShape::Box => 2,
+            BlockShape::T => 1,
+        }
+    }
+
+    /// Rewrites a state vector (as [`Env::state`] writes it) into what a camera image
+    /// determines: the block's `(cos yaw, sin yaw)` become `(cos n·yaw, sin n·yaw)` for a block
+    /// of [`image_symmetry`](Self::image_symmetry) `n`, since the image of a square at yaw
+    /// `θ` and at `θ + π/2` is the same. Other entries, and states of another length, are left
+    /// as they are.
+    pub fn identifiable_state(&self, state: &mut [f32]) {
+        let n = self.image_symmetry();
+        let at = if self.observe_velocity {
+            if state.len() != FULL_NAMES.len() {
+                return;
+            }
+            6
+        } else {
+            if state.len() != POSE_INDICES.len() {
+                return;
+            }
+            4
+        };
+        if n > 1 {
+            let yaw = state[at + 1].atan2(state[at]) * n as f32;
+            state[at] = yaw.cos();
+            state[at + 1] = yaw.sin();
+        }
+    }
+
     /// Radius of the smallest origin-centred circle containing the block.
     fn block_radius(&self) -> f32 {
         self.parts()
@@ -1026,6 +1061,51 @@ mod tests {
         assert!(err.contains('6'), "{err}");
         let err = pose.set_state(&[0.0; 6]).unwrap_err().to_string();
         assert!(err.contains("block_cos_yaw"), "{err}");
+    }
+
+    #[test]
+    fn identifiable_state_keeps_what_a_camera_can_tell() {
+        let (yaw, quarter) = (0.3f32, std::f32::consts::FRAC_PI_2);
+        let pose = |c: &PushConfig, yaw: f32| {
+            let mut s = vec![0.1, 0.2, -0.3, 0.4, yaw.cos(), yaw.sin()];
+            c.identifiable_state(&mut s);
+            s
+        };
+        let square = PushConfig {
+            observe_velocity: false,
+            ..Default::default()
+        };
+        assert_eq!(square.image_symmetry(), 4);
+        // A square turned a quarter turn further looks the same, and labels the same.
+        let (a, b) = (pose(&square, yaw), pose(&square, yaw + quarter));
+        for (x, y) in a.iter().zip(&b) {
+            assert_relative_eq!(x, y, epsilon = 1e-5);
+        }
+        assert_eq!(a[..4], [0.1, 0.2, -0.3, 0.4]);
+        assert_relative_eq!(a[4], (4.0 * yaw).cos(), epsilon = 1e-5);
+        assert_relative_eq!(a[5], (4.0 * yaw).sin(), epsilon = 1e-5);
+        // An oblong box repeats every half turn; the T never.
+        let oblong = PushConfig {
+            block_size: (0.3, 0.1),
+            ..square.clone()
+        };
+        assert_eq!(oblong.image_symmetry(), 2);
+        assert_relative_eq!(pose(&oblong, yaw)[4], (2.0 * yaw).cos(), epsilon = 1e-5);
+        let t = PushConfig {
+            shape: BlockShape::T,
+            ..square.clone()
+        };
+        assert_eq!(pose(&t, yaw)[4..], [yaw.cos(), yaw.sin()]);
+        // With velocities the yaw is entries 6 and 7; other lengths are left alone.
+        let full = PushConfig::default();
+        let mut s = vec![0.0; 11];
+        s[6] = yaw.cos();
+        s[7] = yaw.sin();
+        full.identifiable_state(&mut s);
+        assert_relative_eq!(s[6], (4.0 * yaw).cos(), epsilon = 1e-5);
+        let mut short = vec![1.0, 0.0];
+        square.identifiable_state(&mut short);
+        assert_eq!(short, [1.0, 0.0]);
     }
 
     #[test]

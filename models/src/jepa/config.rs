@@ -241,7 +241,7 @@ impl JepaConfig {
                     super::image::ImageHead::Linear => {
                         mul(mul(mul(u(c), u(h)), u(w)).saturating_add(1), lat)
                     }
-                    super::image::ImageHead::Keypoints { count, context } => {
+                    super::image::ImageHead::Keypoints { count, context, .. } => {
                         mul(u(c).saturating_add(1), u(count)).saturating_add(mul(
                             mul(mul(u(c), u(h)), u(w)).saturating_add(1),
                             u(context),

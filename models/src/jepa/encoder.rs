@@ -138,18 +138,29 @@ impl ObsEncoder {
     /// and the normalised proprio vectors `x [B, P]` through the proprio MLP (ignored when
     /// the model has no proprio input), in the caller's grad mode.
     pub fn forward_image(&self, image: &Tensor, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_image_parts(image, x)?.0)
+    }
+
+    /// As [`forward_image`](Self::forward_image), with the keypoint maps' spreads of a
+    /// keypoint head ([`ConvNet::forward_parts`]).
+    pub fn forward_image_parts(
+        &self,
+        image: &Tensor,
+        x: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let Some(conv) = &self.image else {
             return Err(crate::ModelError::InvalidConfig(
                 "a state JEPA has no image encoder: use forward".into(),
             ));
         };
-        let zs = conv.forward(image)?;
+        let (zs, spread) = conv.forward_parts(image)?;
         match &self.proprio {
-            None => Ok(zs),
+            None => Ok((zs, spread)),
             Some(p) => {
                 let zp = p.mlp.forward(x)?;
-                Tensor::f_cat(&[zs, zp], 1)
-                    .ctx(|| "encoder: concatenating image and proprio latents".into())
+                let z = Tensor::f_cat(&[zs, zp], 1)
+                    .ctx(|| "encoder: concatenating image and proprio latents".into())?;
+                Ok((z, spread))
             }
         }
     }

@@ -13,11 +13,11 @@ use tch::{nn, Kind, Tensor};
 /// model's device) and are first normalised per pixel with statistics of the training data
 /// (`(x - mean) / std`, std floored; stored with the weights as non-trainable variables): a
 /// scene whose background never changes then shows the moving bodies at full contrast. Then
-/// a stack of 3 × 3 convolutions of stride 2 (padding 1) with ReLU, one per entry of
-/// `widths`, each halving the image (rounding up). The [`ImageHead`] turns the last feature
+/// a stack of 3 × 3 convolutions (padding 1) with ReLU, one per entry of `widths`, of stride
+/// 2 (each halving the image, rounding up) unless `strides` says 1 (full resolution). The [`ImageHead`] turns the last feature
 /// map into the scene latent: flattened, mapped linearly and layer-normalised (`Linear`), or
 /// spatial soft-argmax keypoints (`Keypoints`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageEncoderConfig {
     /// Image channels `C` (3 × frame history).
@@ -26,8 +26,12 @@ pub struct ImageEncoderConfig {
     pub height: i64,
     /// Image width in pixels.
     pub width: i64,
-    /// Output channels of each stride-2 convolution.
+    /// Output channels of each convolution.
     pub widths: Vec<i64>,
+    /// Stride (1 or 2) of each convolution, one per entry of `widths`; empty (the default)
+    /// means 2 for every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strides: Vec<i64>,
     /// Layer normalisation of the scene latent (default true). Small latents (a few entries,
     /// where per-sample normalisation would leave little of them) train without it.
     #[serde(default = "yes")]
@@ -38,7 +42,7 @@ pub struct ImageEncoderConfig {
 }
 
 /// How the image encoder's last feature map becomes the scene latent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub enum ImageHead {
     /// Flatten, a linear map to the scene latent, then layer normalisation when
     /// [`ImageEncoderConfig::layer_norm`] is set.
@@ -52,15 +56,42 @@ pub enum ImageHead {
     /// tracked body moves away: the landscape an L2 planning energy needs. `layer_norm` is
     /// ignored.
     ///
+    /// With `moment = n > 0` each keypoint also writes the orientation of its attention map:
+    /// the normalised complex moment `E[dz^n] / E[|dz|^n]` (real, imaginary; at most 1 in
+    /// modulus, -0.43 for a square at yaw 0 with `n = 4`) of the
+    /// offsets `dz = (x - x̄) + i (y - ȳ)` from the keypoint, under the softmax. When the map
+    /// covers a body's silhouette this is a function of the body's yaw with period `2π / n`
+    /// (`n = 4` for a square, whose image repeats every quarter turn; `n = 2` for an elongated
+    /// body) that a point keypoint cannot hold: the body's yaw as smooth latent entries. The
+    /// moments follow all the coordinates: `[x_0, y_0, ..., re_0, im_0, ...]`.
+    ///
     /// With `context > 0` the scene latent also holds `context` linear features of the whole
-    /// feature map after the coordinates (`2 × count + context` entries): room for what is not
-    /// a point, such as where a door is, which the keypoints then need not track.
+    /// feature map after the coordinates and moments (`2 × count + context` entries without
+    /// moments): room for what is not a point, such as where a door is, which the keypoints
+    /// then need not track.
     Keypoints {
         /// Number of keypoints.
         count: i64,
         /// Linear context features after the keypoints (default 0).
         #[serde(default, skip_serializing_if = "is_zero")]
         context: i64,
+        /// Order of the orientation moment written per keypoint (default 0: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        moment: i64,
+        /// Gain on the keypoint maps' logits before the softmax (default 1). A large map (a
+        /// full-resolution 64 × 64 one has 4096 cells) needs large logits to concentrate on a
+        /// small body; the gain gets there in hundreds of optimiser steps instead of
+        /// thousands (it scales the logits' learning rate alike).
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        gain: f64,
+        /// With `radius > 0` the moment describes a different map than the softmax: the
+        /// sigmoid of the logits (a soft mask that weighs every cell the map scores high
+        /// alike, where the softmax keeps only the highest few) inside a Gaussian window of
+        /// this radius (image coordinates) around the keypoint, about the mask's own
+        /// centroid. A keypoint that settles on a few pixels of a body's edge then still
+        /// writes the shape of the whole body (default 0: the softmax about the keypoint).
+        #[serde(default, skip_serializing_if = "is_zero_f64")]
+        radius: f64,
     },
 }
 
@@ -68,12 +99,30 @@ fn is_zero(v: &i64) -> bool {
     *v == 0
 }
 
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
 impl ImageHead {
-    /// The scene latent size the head writes, when fixed by the head (`Keypoints`: `2 × count`).
+    /// The scene latent size the head writes, when fixed by the head (`Keypoints`: `2 × count`,
+    /// twice that with moments, plus the context features).
     pub fn latent(&self) -> Option<i64> {
         match self {
             ImageHead::Linear => None,
-            ImageHead::Keypoints { count, context } => Some(2 * count + context),
+            ImageHead::Keypoints {
+                count,
+                context,
+                moment,
+                ..
+            } => Some(2 * count * if *moment > 0 { 2 } else { 1 } + context),
         }
     }
 }
@@ -90,17 +139,24 @@ impl ImageEncoderConfig {
             height,
             width,
             widths: vec![16, 32, 32],
+            strides: Vec::new(),
             layer_norm: true,
             head: ImageHead::Linear,
         }
     }
 
+    /// The stride of convolution `i` (2 unless `strides` says otherwise).
+    pub fn stride(&self, i: usize) -> i64 {
+        self.strides.get(i).copied().unwrap_or(2)
+    }
+
     /// `(channels, height, width)` of the last feature map.
     pub fn feature_shape(&self) -> (i64, i64, i64) {
         let (mut h, mut w) = (self.height, self.width);
-        for _ in &self.widths {
-            h = (h + 1) / 2;
-            w = (w + 1) / 2;
+        for i in 0..self.widths.len() {
+            let s = self.stride(i);
+            h = (h + s - 1) / s;
+            w = (w + s - 1) / s;
         }
         (self.widths.last().copied().unwrap_or(self.channels), h, w)
     }
@@ -129,7 +185,38 @@ impl ImageEncoderConfig {
         if let Some(w) = self.widths.iter().find(|&&w| !(1..=1024).contains(&w)) {
             return bad(format!("widths entry {w} must be in 1..=1024"));
         }
-        if let ImageHead::Keypoints { count, context } = self.head {
+        if !self.strides.is_empty() && self.strides.len() != self.widths.len() {
+            return bad(format!(
+                "strides has {} entries for {} convolutions (widths); give one per convolution \
+                 or none",
+                self.strides.len(),
+                self.widths.len()
+            ));
+        }
+        if let Some(s) = self.strides.iter().find(|&&s| !(1..=2).contains(&s)) {
+            return bad(format!("strides entry {s} must be 1 or 2"));
+        }
+        if let ImageHead::Keypoints {
+            count,
+            context,
+            moment,
+            gain,
+            radius,
+        } = self.head
+        {
+            if !(gain.is_finite() && gain > 0.0 && gain <= 1000.0) {
+                return bad(format!("head Keypoints gain = {gain} must be in (0, 1000]"));
+            }
+            if !(radius.is_finite() && (0.0..=2.0).contains(&radius)) {
+                return bad(format!(
+                    "head Keypoints radius = {radius} must be in [0, 2] (image coordinates)"
+                ));
+            }
+            if !(0..=8).contains(&moment) || moment == 1 {
+                return bad(format!(
+                    "head Keypoints moment = {moment} must be 0 (none) or an order in 2..=8"
+                ));
+            }
             if !(1..=256).contains(&count) {
                 return bad(format!("head Keypoints count = {count} must be in 1..=256"));
             }
@@ -146,13 +233,14 @@ impl ImageEncoderConfig {
     pub fn macs(&self) -> i64 {
         let (mut c, mut h, mut w) = (self.channels, self.height, self.width);
         let mut macs = 0;
-        for &o in &self.widths {
-            h = (h + 1) / 2;
-            w = (w + 1) / 2;
+        for (i, &o) in self.widths.iter().enumerate() {
+            let s = self.stride(i);
+            h = (h + s - 1) / s;
+            w = (w + s - 1) / s;
             macs += o * h * w * c * 9;
             c = o;
         }
-        if let ImageHead::Keypoints { count, context } = self.head {
+        if let ImageHead::Keypoints { count, context, .. } = self.head {
             macs += (count + context) * h * w * c;
         }
         macs
@@ -268,15 +356,29 @@ impl ConvNet {
                 );
                 Head::Linear { out, norm }
             }
-            ImageHead::Keypoints { count, context } => {
-                if latent != 2 * count + context {
+            ImageHead::Keypoints {
+                count,
+                context,
+                moment,
+                ..
+            } => {
+                let writes = config.head.latent().unwrap_or(0);
+                if latent != writes {
                     return Err(ModelError::InvalidConfig(format!(
-                        "the image encoder's Keypoints head (count {count}, context {context}) \
-                         writes {} scene latent entries, but the scene latent has {latent}",
-                        2 * count + context
+                        "the image encoder's {:?} head writes {writes} scene latent entries, \
+                         but the scene latent has {latent}",
+                        config.head
                     )));
                 }
                 let kp = layer(&(path / "kp"), rng, &[count, fc, 1, 1], fc)?;
+                if moment > 0 {
+                    // Non-negative weights: each map starts on the cells with the strongest
+                    // features, the bodies that stand out of the normalised image, where the
+                    // training signal can move it. A map that starts with the bodies
+                    // suppressed sees no gradient from them once its softmax has sharpened.
+                    let _g = tch::no_grad_guard();
+                    let _ = kp.0.shallow_clone().f_abs_().ctx(what)?;
+                }
                 let ctx = if context > 0 {
                     let flat = fc * fh * fw;
                     Some(layer(&(path / "ctx"), rng, &[context, flat], flat)?)
@@ -299,6 +401,13 @@ impl ConvNet {
     /// Latents `[B, latent]` of images `[B, C, H, W]` (float, in `[0, 1]`), in the caller's
     /// grad mode.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_parts(x)?.0)
+    }
+
+    /// Latents as [`forward`](Self::forward), with a keypoint head also each keypoint map's
+    /// spread `E[|dz|^2]` about its keypoint, `[B, count]` (image coordinates in `[-1, 1]`):
+    /// small when the map sits on one small body (the concentration penalty of training).
+    pub fn forward_parts(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let c = &self.config;
         let size = x.size();
         if size.len() != 4 || size[1..] != [c.channels, c.height, c.width] {
@@ -315,9 +424,10 @@ impl ConvNet {
             .f_sub(&self.mean)
             .and_then(|t| t.f_mul(&self.inv_std))
             .ctx(what)?;
-        for (w, b) in &self.convs {
+        for (i, (w, b)) in self.convs.iter().enumerate() {
+            let s = c.stride(i);
             h = h
-                .f_conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1)
+                .f_conv2d(w, Some(b), [s, s], [1, 1], [1, 1], 1)
                 .and_then(|t| t.f_relu())
                 .ctx(what)?;
         }
@@ -328,20 +438,41 @@ impl ConvNet {
                     .and_then(|t| t.f_linear(&out.0, Some(&out.1)))
                     .ctx(what)?;
                 if !self.config.layer_norm {
-                    return Ok(z);
+                    return Ok((z, None));
                 }
-                z.f_layer_norm([self.latent], Some(&norm.0), Some(&norm.1), 1e-5, false)
-                    .ctx(what)
+                let z = z
+                    .f_layer_norm([self.latent], Some(&norm.0), Some(&norm.1), 1e-5, false)
+                    .ctx(what)?;
+                Ok((z, None))
             }
-            Head::Keypoints { kp, ctx: None } => soft_argmax(&h, kp).ctx(what),
+            Head::Keypoints { kp, ctx: None } => {
+                let (moment, gain, radius) = self.moment_gain();
+                let (points, spread) = soft_argmax(&h, kp, moment, gain, radius).ctx(what)?;
+                Ok((points, Some(spread)))
+            }
             Head::Keypoints { kp, ctx: Some(ctx) } => {
-                let points = soft_argmax(&h, kp).ctx(what)?;
+                let (moment, gain, radius) = self.moment_gain();
+                let (points, spread) = soft_argmax(&h, kp, moment, gain, radius).ctx(what)?;
                 let features = h
                     .f_flatten(1, -1)
                     .and_then(|t| t.f_linear(&ctx.0, Some(&ctx.1)))
                     .ctx(what)?;
-                Tensor::f_cat(&[points, features], 1).ctx(what)
+                let z = Tensor::f_cat(&[points, features], 1).ctx(what)?;
+                Ok((z, Some(spread)))
             }
+        }
+    }
+
+    /// The keypoint head's moment order (0: none), logit gain and moment radius.
+    fn moment_gain(&self) -> (i64, f64, f64) {
+        match self.config.head {
+            ImageHead::Keypoints {
+                moment,
+                gain,
+                radius,
+                ..
+            } => (moment, gain, radius),
+            ImageHead::Linear => (0, 1.0, 0.0),
         }
     }
 
@@ -440,11 +571,25 @@ impl ConvNet {
 
 /// Spatial soft-argmax of feature maps `h` `[B, C, H, W]`: a 1 × 1 convolution `kp` to `K`
 /// maps, a softmax over the `H × W` positions of each, and the expected `(x, y)` in `[-1, 1]`
-/// of each map, interleaved as `[B, 2K]`.
-fn soft_argmax(h: &Tensor, kp: &(Tensor, Tensor)) -> std::result::Result<Tensor, tch::TchError> {
+/// of each map, interleaved as `[B, 2K]`; with `moment = n > 0`, followed by each map's
+/// normalised complex moment of order `n` about its keypoint (real, imaginary), `[B, 4K]`.
+/// The maps' logits are multiplied by `gain` before the softmax. With `radius > 0` the moment
+/// is that of the mask `sigmoid(logits)` inside a Gaussian window of that radius around the
+/// keypoint, about the mask's centroid (see [`ImageHead::Keypoints`]). Also returns each
+/// map's spread `E[|dz|^2]` about its keypoint, `[B, K]`.
+fn soft_argmax(
+    h: &Tensor,
+    kp: &(Tensor, Tensor),
+    moment: i64,
+    gain: f64,
+    radius: f64,
+) -> std::result::Result<(Tensor, Tensor), tch::TchError> {
     let size = h.size();
     let (b, hh, ww) = (size[0], size[2], size[3]);
-    let maps = h.f_conv2d(&kp.0, Some(&kp.1), [1, 1], [0, 0], [1, 1], 1)?;
+    let mut maps = h.f_conv2d(&kp.0, Some(&kp.1), [1, 1], [0, 0], [1, 1], 1)?;
+    if gain != 1.0 {
+        maps = maps.f_mul_scalar(gain)?;
+    }
     let k = maps.size()[1];
     let p = maps
         .f_reshape([b, k, hh * ww])?
@@ -462,8 +607,71 @@ fn soft_argmax(h: &Tensor, kp: &(Tensor, Tensor)) -> std::result::Result<Tensor,
         .f_sum_dim_intlist(3, false, maps.kind())?
         .f_mul(&ys)?
         .f_sum_dim_intlist(-1, false, maps.kind())?;
-    Tensor::f_stack(&[x, y], 2)?.f_reshape([b, 2 * k])
+    let points = Tensor::f_stack(&[&x, &y], 2)?.f_reshape([b, 2 * k])?;
+    // E[x^2] - E[x]^2 + E[y^2] - E[y]^2 from the marginals.
+    let second = |dim: i64, c: &Tensor| -> std::result::Result<Tensor, tch::TchError> {
+        p.f_sum_dim_intlist(dim, false, maps.kind())?
+            .f_mul(&c.f_square()?)?
+            .f_sum_dim_intlist(-1, false, maps.kind())
+    };
+    let spread = second(2, &xs)? - x.f_square()? + second(3, &ys)? - y.f_square()?;
+    if moment == 0 {
+        return Ok((points, spread));
+    }
+    // Offsets of every cell from a centre per map: dx [B, K, H, W], dy [B, K, H, W].
+    let offsets =
+        |cx: &Tensor, cy: &Tensor| -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+            let dx = xs.f_view([1, 1, 1, ww])? - cx.f_view([b, k, 1, 1])?;
+            let dy = ys.f_view([1, 1, hh, 1])? - cy.f_view([b, k, 1, 1])?;
+            Ok((
+                dx.f_expand([b, k, hh, ww], false)?,
+                dy.f_expand([b, k, hh, ww], false)?,
+            ))
+        };
+    let total = |t: &Tensor| t.f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
+    // The map whose shape the moment describes, and its centre: the softmax about the
+    // keypoint, or (radius > 0) the sigmoid of the logits, a soft mask of every cell the map
+    // scores high, inside a Gaussian window of that radius around the keypoint, about its
+    // own centroid.
+    let (q, dx, dy, about_keypoint) = if radius > 0.0 {
+        let (wx, wy) = offsets(&x, &y)?;
+        let window = (wx.f_square()? + wy.f_square()?)
+            .f_mul_scalar(-0.5 / (radius * radius))?
+            .f_exp()?;
+        let mass = maps.f_sigmoid()?.f_mul(&window)?;
+        let q = &mass / (total(&mass)? + 1e-12).f_view([b, k, 1, 1])?;
+        let cx = total(&(&q * xs.f_view([1, 1, 1, ww])?))?;
+        let cy = total(&(&q * ys.f_view([1, 1, hh, 1])?))?;
+        let (dx, dy) = offsets(&cx, &cy)?;
+        (q, dx, dy, false)
+    } else {
+        let (dx, dy) = offsets(&x, &y)?;
+        (p.shallow_clone(), dx, dy, true)
+    };
+    // (dx + i dy)^n by repeated complex multiplication.
+    let (mut re, mut im) = (dx.shallow_clone(), dy.shallow_clone());
+    for _ in 1..moment {
+        let r = &re * &dx - &im * &dy;
+        im = &re * &dy + &im * &dx;
+        re = r;
+    }
+    let expect = |t: &Tensor| (t * &q).f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
+    let r2 = dx.f_square()? + dy.f_square()?;
+    // About the keypoint the spread is the softmax's E[|dz|^2] over the offsets just made.
+    let spread = if about_keypoint { expect(&r2)? } else { spread };
+    // E[|dz|^n] bounds |E[dz^n]|, whatever the map's tails; kept off zero: a map on one cell
+    // has no orientation.
+    let norm = expect(&r2.f_pow_tensor_scalar(moment as f64 / 2.0)?)? + MOMENT_EPS;
+    let mre = expect(&re)? / &norm;
+    let mim = expect(&im)? / &norm;
+    let moments = Tensor::f_stack(&[mre, mim], 2)?.f_reshape([b, 2 * k])?;
+    Ok((Tensor::f_cat(&[points, moments], 1)?, spread))
 }
+
+/// Added to `E[|dz|^n]` before it normalises the moment: keeps the ratio finite for a map
+/// that has collapsed onto its keypoint (`|dz|` well below 0.01 everywhere), whose moment then
+/// goes to 0.
+const MOMENT_EPS: f64 = 1e-8;
 
 /// u8 or float images `[B, C, H, W]` as float32 in `[0, 1]` on `device`.
 pub(crate) fn image_float(x: &Tensor, device: tch::Device) -> Result<Tensor> {
@@ -494,14 +702,141 @@ mod tests {
             Tensor::from_slice(&[200.0f32]).reshape([1, 1, 1, 1]),
             Tensor::zeros([1], (Kind::Float, Device::Cpu)),
         );
-        let z = Vec::<f32>::try_from(soft_argmax(&h, &kp).unwrap().reshape([-1])).unwrap();
+        let z = Vec::<f32>::try_from(soft_argmax(&h, &kp, 0, 1.0, 0.0).unwrap().0.reshape([-1]))
+            .unwrap();
         // Column 1 of 4: centre x = -1 + (2 * 1 + 1) / 4; row 5 of 8: y = -1 + 11 / 8.
         assert_abs_diff_eq!(z[0], -0.25, epsilon = 1e-4);
         assert_abs_diff_eq!(z[1], 0.375, epsilon = 1e-4);
         // A flat map sits in the middle.
         let flat = Tensor::zeros([2, 1, 8, 4], (Kind::Float, Device::Cpu));
-        let z = soft_argmax(&flat, &kp).unwrap();
+        let (z, spread) = soft_argmax(&flat, &kp, 0, 1.0, 0.0).unwrap();
+        // Uniform over 8 x 4 cells: var x = (1 - 1/16) / 3, var y = (1 - 1/64) / 3.
+        assert_abs_diff_eq!(
+            spread.double_value(&[0, 0]),
+            (1.0 - 1.0 / 16.0) / 3.0 + (1.0 - 1.0 / 64.0) / 3.0,
+            epsilon = 1e-5
+        );
         assert_eq!(z.size(), [2, 2]);
         assert!(z.abs().max().double_value(&[]) < 1e-6);
+    }
+
+    /// A 64 x 64 map that is 1 inside a square of half side 0.3 centred at `(cx, cy)` and
+    /// turned by `yaw`, 0 elsewhere (image coordinates of cell centres in `[-1, 1]`).
+    fn square_map(cx: f32, cy: f32, yaw: f32) -> Tensor {
+        let n = 64;
+        let mut h = vec![0.0f32; n * n];
+        for (r, row) in h.chunks_mut(n).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                let (x, y) = (
+                    -1.0 + (2 * c + 1) as f32 / n as f32 - cx,
+                    -1.0 + (2 * r + 1) as f32 / n as f32 - cy,
+                );
+                let (u, w) = (
+                    x * yaw.cos() + y * yaw.sin(),
+                    -x * yaw.sin() + y * yaw.cos(),
+                );
+                if u.abs() <= 0.3 && w.abs() <= 0.3 {
+                    *v = 1.0;
+                }
+            }
+        }
+        Tensor::from_slice(&h).reshape([1, 1, n as i64, n as i64])
+    }
+
+    #[test]
+    fn the_fourth_moment_of_a_square_map_turns_four_times_as_fast_as_the_square() {
+        // A 1 x 1 convolution of weight 1 and gain 100: the softmax is uniform on the square.
+        let kp = (
+            Tensor::from_slice(&[1.0f32]).reshape([1, 1, 1, 1]),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        let moment = |cx: f32, cy: f32, yaw: f32| -> (f32, f32, f32, f32) {
+            let (z, spread) = soft_argmax(&square_map(cx, cy, yaw), &kp, 4, 100.0, 0.0).unwrap();
+            // A uniform square of half side 0.3: E[|dz|^2] = 2 · 0.3² / 3.
+            assert_abs_diff_eq!(spread.double_value(&[0, 0]), 0.06, epsilon = 0.005);
+            assert_eq!(z.size(), [1, 4]);
+            let v = Vec::<f32>::try_from(z.reshape([-1])).unwrap();
+            (v[0], v[1], v[2], v[3])
+        };
+        let (x, y, re0, im0) = moment(0.3, -0.2, 0.0);
+        assert_abs_diff_eq!(x, 0.3, epsilon = 0.02);
+        assert_abs_diff_eq!(y, -0.2, epsilon = 0.02);
+        // A uniform square's E[dz^4] / E[|dz|^4] is (2/5 - 6/9) / (2/5 + 2/9) = -0.43 at yaw 0.
+        assert_abs_diff_eq!(re0, -0.43, epsilon = 0.03);
+        assert_abs_diff_eq!(im0, 0.0, epsilon = 0.05);
+        for yaw in [0.1f32, 0.3, -0.25] {
+            let (_, _, re, im) = moment(0.3, -0.2, yaw);
+            let turned = (im.atan2(re) - im0.atan2(re0) + 3.0 * std::f32::consts::PI)
+                .rem_euclid(2.0 * std::f32::consts::PI)
+                - std::f32::consts::PI;
+            assert_abs_diff_eq!(turned, 4.0 * yaw, epsilon = 0.05);
+            assert_abs_diff_eq!(re.hypot(im), re0.hypot(im0), epsilon = 0.03);
+        }
+        // A quarter turn looks the same, and so does the moment; moving the square does not
+        // change it either.
+        let (_, _, re, im) = moment(0.3, -0.2, std::f32::consts::FRAC_PI_2 + 0.2);
+        let (_, _, re2, im2) = moment(-0.4, 0.1, 0.2);
+        assert_abs_diff_eq!(re, re2, epsilon = 0.05);
+        assert_abs_diff_eq!(im, im2, epsilon = 0.05);
+    }
+
+    #[test]
+    fn a_windowed_mask_moment_sees_the_whole_body_from_a_keypoint_on_its_edge() {
+        // Logits +10 on the square and -10 off it, and +30 more on a strip of its right edge:
+        // the softmax keypoint sits on the strip, the sigmoid mask covers the whole square.
+        let kp = (
+            Tensor::from_slice(&[10.0f32]).reshape([1, 1, 1, 1]),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        for yaw in [0.0f32, 0.2] {
+            let sq = square_map(0.0, 0.0, yaw) * 2.0 - 1.0;
+            let edge = square_map(0.0, 0.0, yaw) - square_map(-0.06, 0.0, yaw);
+            let h = sq + edge.clamp_min(0.0) * 3.0;
+            let (z, _) = soft_argmax(&h, &kp, 4, 1.0, 0.6).unwrap();
+            let v = Vec::<f32>::try_from(z.reshape([-1])).unwrap();
+            assert!(v[0] > 0.2, "keypoint on the edge strip: {v:?}");
+            let (full, _) =
+                soft_argmax(&(square_map(0.0, 0.0, yaw) * 2.0 - 1.0), &kp, 4, 1.0, 0.0).unwrap();
+            let f = Vec::<f32>::try_from(full.reshape([-1])).unwrap();
+            assert_abs_diff_eq!(v[2], f[2], epsilon = 0.05);
+            assert_abs_diff_eq!(v[3], f[3], epsilon = 0.05);
+        }
+    }
+
+    #[test]
+    fn strides_set_the_feature_map_and_bad_heads_are_named() {
+        let mut c = ImageEncoderConfig::new(3, 64, 64);
+        c.widths = vec![8, 16];
+        c.strides = vec![1, 2];
+        assert_eq!(c.feature_shape(), (16, 32, 32));
+        assert!(c.validate().is_ok());
+        assert_eq!(c.macs(), 8 * 64 * 64 * 3 * 9 + 16 * 32 * 32 * 8 * 9);
+        c.strides = vec![1];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("strides has 1 entries for 2"), "{err}");
+        c.strides = vec![1, 3];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("strides entry 3"), "{err}");
+        c.strides.clear();
+        for (moment, gain, what) in [(1, 1.0, "moment = 1"), (4, 0.0, "gain = 0")] {
+            c.head = ImageHead::Keypoints {
+                count: 1,
+                context: 0,
+                moment,
+                gain,
+                radius: 0.0,
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        c.head = ImageHead::Keypoints {
+            count: 2,
+            context: 3,
+            moment: 4,
+            gain: 10.0,
+            radius: 0.2,
+        };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.head.latent(), Some(2 * 2 * 2 + 3));
     }
 }

@@ -193,6 +193,17 @@ impl JepaNets {
         self.frozen_view(false).encode_obs(image, vector, "encode")
     }
 
+    /// As [`encode_images`](Self::encode_images), with each keypoint map's spread about its
+    /// keypoint, `[B, count]`, for a keypoint head (`None` otherwise).
+    pub fn encode_images_with_spread(
+        &self,
+        image: &Tensor,
+        vector: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        self.frozen_view(false)
+            .encode_obs_parts(image, vector, "encode")
+    }
+
     /// One predictor step: `z [B, latent_dim]`, `action [B, action_dim]` → `z + f([z, a])`.
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         self.frozen_view(false).predict(z, action, "predict")
@@ -558,6 +569,16 @@ impl Frozen {
         vector: &Tensor,
         method: &'static str,
     ) -> Result<Tensor> {
+        Ok(self.encode_obs_parts(image, vector, method)?.0)
+    }
+
+    /// [`encode_obs`](Self::encode_obs) with the keypoint maps' spreads (float32).
+    pub(crate) fn encode_obs_parts(
+        &self,
+        image: &Tensor,
+        vector: &Tensor,
+        method: &'static str,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let site = self.site(method);
         let b = image.size().first().copied().unwrap_or(-1);
         site.check_shape(
@@ -571,10 +592,13 @@ impl Frozen {
             .f_sub(&self.norm_mean)
             .and_then(|x| x.f_mul(&self.norm_inv_std))
             .ctx(|| format!("{}: normalising proprio", self.name))?;
-        let z = self
+        let (z, spread) = self
             .encoder
-            .forward_image(&self.compute(&image)?, &self.compute(&x)?)?;
-        Self::output(&z)
+            .forward_image_parts(&self.compute(&image)?, &self.compute(&x)?)?;
+        Ok((
+            Self::output(&z)?,
+            spread.map(|t| Self::output(&t)).transpose()?,
+        ))
     }
 
     pub(crate) fn predict(
