@@ -7,6 +7,8 @@ use zplan::collect::{collect, CollectConfig, DatasetMeta};
 use zplan::dataset::read_chunk;
 use zplan_sim::ScenarioConfig;
 
+mod common;
+
 fn scenario(name: &str) -> ScenarioConfig {
     ScenarioConfig::load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,18 +19,7 @@ fn scenario(name: &str) -> ScenarioConfig {
 }
 
 fn config(episodes: u64, steps: u32, chunk: u64) -> CollectConfig {
-    CollectConfig {
-        episodes,
-        steps,
-        seed: 9,
-        beta: 1.0,
-        scale: 1.0,
-        action_repeat: 1,
-        workers: 2,
-        planner_fraction: 0.0,
-        planner: None,
-        chunk_episodes: Some(chunk),
-    }
+    common::random_collect(episodes, steps, 9, Some(chunk))
 }
 
 fn chunk(dir: &Path, meta: &DatasetMeta, i: usize) -> anyhow::Result<zplan::dataset::Chunk> {

@@ -7,6 +7,8 @@ use zplan::train::{load_dataset, train, TrainConfig};
 use zplan_models::{JepaModel, WorldModel};
 use zplan_sim::ScenarioConfig;
 
+mod common;
+
 fn scenario(name: &str) -> ScenarioConfig {
     ScenarioConfig::load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,18 +19,7 @@ fn scenario(name: &str) -> ScenarioConfig {
 }
 
 fn small_collect(episodes: u64, steps: u32) -> CollectConfig {
-    CollectConfig {
-        episodes,
-        steps,
-        seed: 5,
-        beta: 1.0,
-        scale: 1.0,
-        action_repeat: 1,
-        workers: 2,
-        planner_fraction: 0.0,
-        planner: None,
-        chunk_episodes: None,
-    }
+    common::random_collect(episodes, steps, 5, None)
 }
 
 fn tiny_train() -> TrainConfig {
