@@ -599,24 +599,24 @@ fn soft_argmax(
     // Cell centres in [-1, 1].
     let xs = Tensor::f_linspace(-1.0 + 1.0 / ww as f64, 1.0 - 1.0 / ww as f64, ww, opts)?;
     let ys = Tensor::f_linspace(-1.0 + 1.0 / hh as f64, 1.0 - 1.0 / hh as f64, hh, opts)?;
-    let x = p
-        .f_sum_dim_intlist(2, false, maps.kind())?
-        .f_mul(&xs)?
-        .f_sum_dim_intlist(-1, false, maps.kind())?;
-    let y = p
-        .f_sum_dim_intlist(3, false, maps.kind())?
-        .f_mul(&ys)?
-        .f_sum_dim_intlist(-1, false, maps.kind())?;
+    // The marginals over columns [B, K, W] and rows [B, K, H].
+    let (px, py) = (
+        p.f_sum_dim_intlist(2, false, maps.kind())?,
+        p.f_sum_dim_intlist(3, false, maps.kind())?,
+    );
+    let mean = |m: &Tensor, c: &Tensor| m.f_mul(c)?.f_sum_dim_intlist(-1, false, maps.kind());
+    let (x, y) = (mean(&px, &xs)?, mean(&py, &ys)?);
     let points = Tensor::f_stack(&[&x, &y], 2)?.f_reshape([b, 2 * k])?;
-    // E[x^2] - E[x]^2 + E[y^2] - E[y]^2 from the marginals.
-    let second = |dim: i64, c: &Tensor| -> std::result::Result<Tensor, tch::TchError> {
-        p.f_sum_dim_intlist(dim, false, maps.kind())?
-            .f_mul(&c.f_square()?)?
-            .f_sum_dim_intlist(-1, false, maps.kind())
+    // E[x^2] - E[x]^2 + E[y^2] - E[y]^2 from the marginals (the moment about the keypoint
+    // takes it from its own offsets below).
+    let marginal_spread = || -> std::result::Result<Tensor, tch::TchError> {
+        Ok(
+            mean(&px, &xs.f_square()?)? - x.f_square()? + mean(&py, &ys.f_square()?)?
+                - y.f_square()?,
+        )
     };
-    let spread = second(2, &xs)? - x.f_square()? + second(3, &ys)? - y.f_square()?;
     if moment == 0 {
-        return Ok((points, spread));
+        return Ok((points, marginal_spread()?));
     }
     // Offsets of every cell from a centre per map: dx [B, K, H, W], dy [B, K, H, W].
     let offsets =
@@ -658,7 +658,11 @@ fn soft_argmax(
     let expect = |t: &Tensor| (t * &q).f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
     let r2 = dx.f_square()? + dy.f_square()?;
     // About the keypoint the spread is the softmax's E[|dz|^2] over the offsets just made.
-    let spread = if about_keypoint { expect(&r2)? } else { spread };
+    let spread = if about_keypoint {
+        expect(&r2)?
+    } else {
+        marginal_spread()?
+    };
     // E[|dz|^n] bounds |E[dz^n]|, whatever the map's tails; kept off zero: a map on one cell
     // has no orientation.
     let norm = expect(&r2.f_pow_tensor_scalar(moment as f64 / 2.0)?)? + MOMENT_EPS;
