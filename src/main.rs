@@ -245,6 +245,20 @@ struct TrainArgs {
     /// then still writes the whole body's shape; about the body's half diagonal
     #[arg(long, requires = "keypoint_moment")]
     keypoint_moment_radius: Option<f64>,
+    /// Pixel datasets with --keypoints: read each keypoint map as a sigmoid mask over the whole
+    /// image instead of a softmax: the keypoint is the mask's centroid and the moment
+    /// (--keypoint-moment) and spread are the mask's. A softmax keeps the few cells it scores
+    /// highest (one edge of a body); a mask scores every cell that looks like the body alike,
+    /// so its moment is the body's silhouette's: push_pixels' block yaw. Pair it with
+    /// --image-norm channel and --keypoint-moment-radius (the moment in a window about the
+    /// mask's centroid: the mask's faint tails over the background swamp a whole-image moment)
+    #[arg(long, requires = "keypoints")]
+    keypoint_mask: bool,
+    /// Pixel datasets: normalise input images per pixel (`pixel`, the default: a static
+    /// background becomes 0) or per colour channel over all pixels (`channel`: a body looks
+    /// the same wherever it is, which a --keypoint-mask map needs)
+    #[arg(long, value_parser = ["pixel", "channel"])]
+    image_norm: Option<String>,
     /// Pixel datasets with --keypoints 2 or more: weight of a penalty on the correlation
     /// between coordinates of different keypoints (default 0). Scale-free, unlike
     /// --cov-weight: a second keypoint cannot follow the first at a small spread, and finds
@@ -280,7 +294,7 @@ struct TrainArgs {
     /// each batch drawn in proportion to how badly a window is predicted (--priority). The
     /// predictor continues from MODEL's weights, or starts fresh when --hidden or --layers
     /// differs from MODEL's. Encoder options (--keypoints, --conv-widths, ...) do not apply
-    #[arg(long, value_name = "MODEL", conflicts_with_all = ["keypoints", "conv_widths", "conv_strides", "latent_dim", "proprio_latent_dim", "enc_layers"])]
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["keypoints", "conv_widths", "conv_strides", "latent_dim", "proprio_latent_dim", "enc_layers", "image_norm"])]
     refit_predictor: Option<PathBuf>,
     /// With --refit-predictor: exponent of the loss-proportional half of each batch (default
     /// 2; 0 draws every window uniformly)
@@ -291,6 +305,12 @@ struct TrainArgs {
     /// against 92-98 %, see models/trained/README.md)
     #[arg(long, requires = "refit_predictor")]
     priority_refresh: Option<usize>,
+    /// With --refit-predictor: weigh each latent entry's prediction error by the inverse of
+    /// its variance over the training frames (the loss in standardised units). Without it,
+    /// entries count by their raw scale: push_pixels' proprio latent (std ~1) would outweigh
+    /// the block's keypoint and moment (std ~0.15) 40 to 1
+    #[arg(long, requires = "refit_predictor")]
+    normalize_latent: bool,
 }
 
 impl TrainArgs {
@@ -337,6 +357,10 @@ impl TrainArgs {
         c.proprio_decorrelation = self.proprio_decorrelation.unwrap_or(0.0);
         c.keypoint_spread = self.keypoint_spread.unwrap_or(0.0);
         c.keypoint_moment_radius = self.keypoint_moment_radius.unwrap_or(0.0);
+        c.keypoint_mask = self.keypoint_mask;
+        if self.image_norm.as_deref() == Some("channel") {
+            c.image_norm = zplan_models::jepa::ImageNorm::Channel;
+        }
         if let Some(w) = self.keypoint_spread_weight {
             c.keypoint_spread_weight = w;
         }
@@ -715,6 +739,7 @@ fn main() -> Result<()> {
                     refresh: a.priority_refresh.unwrap_or(1000),
                     hidden: a.hidden,
                     layers: a.layers,
+                    normalize: a.normalize_latent,
                 };
                 zplan::refit::refit_predictor(&a.data, &meta, &cfg, &opts, &a.out, device, true)?
             } else if pixel {

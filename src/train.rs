@@ -139,6 +139,14 @@ pub struct TrainConfig {
     /// `ImageHead::Keypoints`).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub keypoint_moment_radius: f64,
+    /// Pixel models with keypoints: read each keypoint map as a sigmoid mask over the whole
+    /// image (keypoint = its centroid; moment and spread about it) instead of a softmax
+    /// (see `ImageHead::Keypoints`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keypoint_mask: bool,
+    /// Pixel models: input image normalisation, per pixel (the default) or per colour channel.
+    #[serde(default)]
+    pub image_norm: zplan_models::jepa::ImageNorm,
     /// Weight of the static-keypoint penalty (used with `static_keypoints`).
     #[serde(default = "default_static_weight")]
     pub static_weight: f64,
@@ -200,6 +208,8 @@ impl Default for TrainConfig {
             keypoint_spread: 0.0,
             keypoint_spread_weight: default_gain(),
             keypoint_moment_radius: 0.0,
+            keypoint_mask: false,
+            image_norm: Default::default(),
             static_weight: default_static_weight(),
         }
     }
@@ -249,6 +259,9 @@ impl TrainConfig {
             bail!(
                 "--keypoint-moment-radius needs --keypoint-moment (it is where the moment reads)"
             );
+        }
+        if self.keypoint_mask && self.keypoints == 0 {
+            bail!("--keypoint-mask needs --keypoints (it is how each keypoint map is read)");
         }
         if self.keypoint_spread > 0.0 && self.keypoints == 0 {
             bail!("--keypoint-spread needs --keypoints (it bounds each keypoint map's spread)");
@@ -1009,6 +1022,11 @@ pub fn train(
     cfg.validate()?;
     if cfg.keypoints > 0 {
         bail!("--keypoints is an image encoder head: it needs a camera dataset (an `image` field)");
+    }
+    if cfg.image_norm != zplan_models::jepa::ImageNorm::Pixel {
+        bail!(
+            "--image-norm normalises camera images: it needs a camera dataset (an `image` field)"
+        );
     }
     let started = Instant::now();
     let s = data.obs.size();

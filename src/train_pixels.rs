@@ -322,6 +322,7 @@ pub fn train_pixels(
                 moment: cfg.keypoint_moment,
                 gain: cfg.keypoint_gain,
                 radius: cfg.keypoint_moment_radius,
+                mask: cfg.keypoint_mask,
             };
         }
     }
@@ -339,7 +340,7 @@ pub fn train_pixels(
     }
     jcfg.seed = cfg.seed;
     let mut nets = JepaNets::new(jcfg, device)?;
-    // Input normalisation (per-pixel image statistics, proprio mean and std) from the
+    // Input normalisation (image statistics per pixel or channel, proprio mean and std) from the
     // training episodes of the first training chunk.
     let (info, n) = &train_chunks[0];
     let chunk = src.chunk(info)?;
@@ -358,7 +359,7 @@ pub fn train_pixels(
         nets.encoder
             .image_mut()
             .context("a pixel JEPA has an image encoder")?
-            .set_norm_from(&sample, IMAGE_MIN_STD)?;
+            .set_norm_from(&sample, IMAGE_MIN_STD, cfg.image_norm)?;
     }
     if proprio_dim > 0 {
         let p = chunk

@@ -47,6 +47,7 @@ fn opts(base: &Path) -> RefitOptions {
         refresh: 50,
         hidden: None,
         layers: None,
+        normalize: false,
     }
 }
 
@@ -147,6 +148,28 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
             assert!(t.equal(&w[name]), "`{name}` changed with a new predictor");
         }
     }
+
+    // The loss in standardised latent units: another objective (another loss scale, other
+    // weights), recorded in the report; still learns.
+    let norm = tmp.path().join("norm.safetensors");
+    let mut o = opts(&base);
+    o.normalize = true;
+    let n = refit_predictor(&d, &meta, &tiny(300), &o, &norm, tch::Device::Cpu, false).unwrap();
+    assert!(
+        n.best_val_loss < n.initial_val_loss,
+        "{} -> {}",
+        n.initial_val_loss,
+        n.best_val_loss
+    );
+    assert!(
+        (n.initial_val_loss - r.initial_val_loss).abs() > 1e-3 * r.initial_val_loss,
+        "normalised loss {} equals the raw one {}",
+        n.initial_val_loss,
+        r.initial_val_loss
+    );
+    let report = std::fs::read_to_string(norm.with_extension("train.json")).unwrap();
+    assert!(report.contains("\"normalize\": true"), "{report}");
+    assert!(!tensors(&norm)["predictor.l0.weight"].equal(&b["predictor.l0.weight"]));
 
     // Errors name what does not fit.
     let err = |base: PathBuf, data: &Path| -> String {

@@ -100,6 +100,8 @@ fn orientation_keypoints_at_full_resolution_train_and_reload() {
         proprio_decorrelation: 1.0,
         keypoint_spread: 0.01,
         keypoint_moment_radius: 0.2,
+        keypoint_mask: true,
+        image_norm: zplan_models::jepa::ImageNorm::Channel,
         enc_layers: 0,
         steps: 30,
         eval_every: 15,
@@ -121,8 +123,26 @@ fn orientation_keypoints_at_full_resolution_train_and_reload() {
             context: 0,
             moment: 4,
             gain: 10.0,
-            radius: 0.2
+            radius: 0.2,
+            mask: true
         }
+    );
+    // Per-channel input normalisation: one mean per colour channel over every pixel.
+    let w = tch::Tensor::read_safetensors(&out).unwrap();
+    let mean = &w.iter().find(|(n, _)| n == "image_encoder.mean").unwrap().1;
+    assert_eq!(mean.size(), [3, 64, 64]);
+    for c in 0..3 {
+        let m = mean.get(c);
+        assert!(
+            (m.max() - m.min()).double_value(&[]) < 1e-6,
+            "channel {c} mean varies over pixels"
+        );
+    }
+    assert!(
+        (mean.get(0).max() - mean.get(2).max())
+            .abs()
+            .double_value(&[])
+            > 1e-3
     );
     // Flags that need others are refused before training.
     for (bad, what) in [
@@ -135,6 +155,18 @@ fn orientation_keypoints_at_full_resolution_train_and_reload() {
                 ..cfg.clone()
             },
             "--keypoint-moment needs --keypoints",
+        ),
+        (
+            TrainConfig {
+                keypoints: 0,
+                keypoint_moment: 0,
+                keypoint_moment_radius: 0.0,
+                keypoint_std: 0.0,
+                proprio_decorrelation: 0.0,
+                keypoint_spread: 0.0,
+                ..cfg.clone()
+            },
+            "--keypoint-mask needs --keypoints",
         ),
         (
             TrainConfig {

@@ -149,6 +149,7 @@ fn keypoint_config(count: i64, proprio: i64) -> JepaConfig {
             moment: 0,
             gain: 1.0,
             radius: 0.0,
+            mask: false,
         };
     }
     c
@@ -198,6 +199,7 @@ fn keypoint_heads_write_image_coordinates_and_round_trip() {
             moment: 0,
             gain: 1.0,
             radius: 0.0,
+            mask: false,
         };
     }
     let err = JepaModel::new(bad, Device::Cpu).unwrap_err().to_string();
@@ -218,6 +220,7 @@ fn keypoint_context_features_follow_the_coordinates_and_round_trip() {
             moment: 0,
             gain: 1.0,
             radius: 0.0,
+            mask: false,
         };
     }
     let model = JepaModel::new(config.clone(), Device::Cpu).unwrap();
@@ -250,7 +253,8 @@ fn keypoint_context_features_follow_the_coordinates_and_round_trip() {
             context: 0,
             moment: 0,
             gain: 1.0,
-            radius: 0.0
+            radius: 0.0,
+            mask: false
         }
     );
 }

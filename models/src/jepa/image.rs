@@ -92,7 +92,37 @@ pub enum ImageHead {
         /// writes the shape of the whole body (default 0: the softmax about the keypoint).
         #[serde(default, skip_serializing_if = "is_zero_f64")]
         radius: f64,
+        /// With `mask` the map is read as a soft mask instead of a softmax: the keypoint is the
+        /// centroid of `sigmoid(gain × logits)` over the whole image, and the spread (and,
+        /// with `radius = 0`, the moment) are that mask's about its centroid (default false).
+        /// A softmax keeps only the few cells it scores highest, so a map on a body settles
+        /// on part of it (one edge); a sigmoid scores every cell alike that looks like the
+        /// body, so the mask is the body's silhouette. Its far tails (a background cell at
+        /// 10⁻⁴ still counts, weighed by `|dz|^n`) swamp the whole-image moment, so a mask
+        /// head's moment wants `radius > 0`: the window about the mask's centroid.
+        #[serde(default, skip_serializing_if = "is_false")]
+        mask: bool,
     },
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// How [`ConvNet::set_norm_from`] normalises the input images (a training choice; the model
+/// stores the result per pixel either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageNorm {
+    /// Each pixel by its own mean and std over the data (the default): a background that
+    /// never changes becomes 0 and the moving bodies stand out at full contrast, but a body
+    /// looks different where it often is (large std) than where it seldom is.
+    #[default]
+    Pixel,
+    /// Each colour channel by its mean and std over all pixels: a body looks the same
+    /// wherever it is, so a 1 × 1 map can score its colour everywhere alike (a mask head's
+    /// silhouette).
+    Channel,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -202,6 +232,7 @@ impl ImageEncoderConfig {
             moment,
             gain,
             radius,
+            mask: _,
         } = self.head
         {
             if !(gain.is_finite() && gain > 0.0 && gain <= 1000.0) {
@@ -446,13 +477,11 @@ impl ConvNet {
                 Ok((z, None))
             }
             Head::Keypoints { kp, ctx: None } => {
-                let (moment, gain, radius) = self.moment_gain();
-                let (points, spread) = soft_argmax(&h, kp, moment, gain, radius).ctx(what)?;
+                let (points, spread) = soft_argmax(&h, kp, self.read()).ctx(what)?;
                 Ok((points, Some(spread)))
             }
             Head::Keypoints { kp, ctx: Some(ctx) } => {
-                let (moment, gain, radius) = self.moment_gain();
-                let (points, spread) = soft_argmax(&h, kp, moment, gain, radius).ctx(what)?;
+                let (points, spread) = soft_argmax(&h, kp, self.read()).ctx(what)?;
                 let features = h
                     .f_flatten(1, -1)
                     .and_then(|t| t.f_linear(&ctx.0, Some(&ctx.1)))
@@ -463,16 +492,27 @@ impl ConvNet {
         }
     }
 
-    /// The keypoint head's moment order (0: none), logit gain and moment radius.
-    fn moment_gain(&self) -> (i64, f64, f64) {
+    /// How the keypoint head reads its maps.
+    fn read(&self) -> MapReading {
         match self.config.head {
             ImageHead::Keypoints {
                 moment,
                 gain,
                 radius,
+                mask,
                 ..
-            } => (moment, gain, radius),
-            ImageHead::Linear => (0, 1.0, 0.0),
+            } => MapReading {
+                moment,
+                gain,
+                radius,
+                mask,
+            },
+            ImageHead::Linear => MapReading {
+                moment: 0,
+                gain: 1.0,
+                radius: 0.0,
+                mask: false,
+            },
         }
     }
 
@@ -513,12 +553,13 @@ impl ConvNet {
         }
     }
 
-    /// Sets the per-pixel input normalisation from images `[N, C, H, W]` in `[0, 1]`: their
-    /// mean, and `1 / max(std, min_std)`.
+    /// Sets the input normalisation from images `[N, C, H, W]` in `[0, 1]`: their mean and
+    /// `1 / max(std, min_std)`, per pixel ([`ImageNorm::Pixel`]) or per channel over every
+    /// pixel ([`ImageNorm::Channel`], stored per pixel all the same).
     ///
     /// # Errors
     /// [`ModelError::InvalidConfig`] for images of another shape, none, or non-finite values.
-    pub fn set_norm_from(&mut self, images: &Tensor, min_std: f64) -> Result<()> {
+    pub fn set_norm_from(&mut self, images: &Tensor, min_std: f64, norm: ImageNorm) -> Result<()> {
         let c = &self.config;
         let size = images.size();
         if size.len() != 4 || size[0] < 1 || size[1..] != [c.channels, c.height, c.width] {
@@ -536,11 +577,27 @@ impl ConvNet {
             .f_to_device(self.mean.device())
             .and_then(|t| t.f_to_kind(Kind::Float))
             .ctx(what)?;
-        let mean = x.f_mean_dim(0, false, Kind::Float).ctx(what)?;
-        let std = x
-            .f_std_dim(0, false, false)
-            .and_then(|s| s.f_clamp_min(min_std))
-            .ctx(what)?;
+        let shape = [c.channels, c.height, c.width];
+        let (mean, std) = match norm {
+            ImageNorm::Pixel => (
+                x.f_mean_dim(0, false, Kind::Float).ctx(what)?,
+                x.f_std_dim(0, false, false).ctx(what)?,
+            ),
+            ImageNorm::Channel => {
+                let dims = &[0i64, 2, 3][..];
+                let m = x.f_mean_dim(dims, true, Kind::Float).ctx(what)?;
+                let s = x.f_std_dim(dims, false, true).ctx(what)?;
+                (
+                    m.f_squeeze_dim(0)
+                        .and_then(|t| t.f_expand(shape, false))
+                        .ctx(what)?,
+                    s.f_squeeze_dim(0)
+                        .and_then(|t| t.f_expand(shape, false))
+                        .ctx(what)?,
+                )
+            }
+        };
+        let std = std.f_clamp_min(min_std).ctx(what)?;
         if !crate::util::all_finite(&mean)? || !crate::util::all_finite(&std)? {
             return Err(ModelError::InvalidConfig(
                 "image statistics are not finite".into(),
@@ -569,21 +626,40 @@ impl ConvNet {
     }
 }
 
+/// How [`soft_argmax`] reads each keypoint map (the fields of [`ImageHead::Keypoints`]).
+#[derive(Debug, Clone, Copy)]
+struct MapReading {
+    /// Order of the moment written per keypoint (0: none).
+    moment: i64,
+    /// Gain on the logits.
+    gain: f64,
+    /// Radius of the window in which the moment reads the sigmoid mask (0: none).
+    radius: f64,
+    /// Read the sigmoid mask over the whole image instead of the softmax.
+    mask: bool,
+}
+
 /// Spatial soft-argmax of feature maps `h` `[B, C, H, W]`: a 1 × 1 convolution `kp` to `K`
 /// maps, a softmax over the `H × W` positions of each, and the expected `(x, y)` in `[-1, 1]`
 /// of each map, interleaved as `[B, 2K]`; with `moment = n > 0`, followed by each map's
 /// normalised complex moment of order `n` about its keypoint (real, imaginary), `[B, 4K]`.
-/// The maps' logits are multiplied by `gain` before the softmax. With `radius > 0` the moment
-/// is that of the mask `sigmoid(logits)` inside a Gaussian window of that radius around the
-/// keypoint, about the mask's centroid (see [`ImageHead::Keypoints`]). Also returns each
-/// map's spread `E[|dz|^2]` about its keypoint, `[B, K]`.
+/// The maps' logits are multiplied by `gain` first. With `radius > 0` the moment is that of
+/// the mask `sigmoid(logits)` inside a Gaussian window of that radius around the keypoint,
+/// about the mask's centroid; with `mask` the softmax is replaced by the mask
+/// `sigmoid(logits)` normalised over the image (keypoint = its centroid), see
+/// [`ImageHead::Keypoints`]. Also returns each map's spread `E[|dz|^2]` about its keypoint,
+/// `[B, K]`.
 fn soft_argmax(
     h: &Tensor,
     kp: &(Tensor, Tensor),
-    moment: i64,
-    gain: f64,
-    radius: f64,
+    read: MapReading,
 ) -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+    let MapReading {
+        moment,
+        gain,
+        radius,
+        mask,
+    } = read;
     let size = h.size();
     let (b, hh, ww) = (size[0], size[2], size[3]);
     let mut maps = h.f_conv2d(&kp.0, Some(&kp.1), [1, 1], [0, 0], [1, 1], 1)?;
@@ -591,10 +667,17 @@ fn soft_argmax(
         maps = maps.f_mul_scalar(gain)?;
     }
     let k = maps.size()[1];
-    let p = maps
-        .f_reshape([b, k, hh * ww])?
-        .f_softmax(-1, maps.kind())?
-        .f_reshape([b, k, hh, ww])?;
+    let total = |t: &Tensor| t.f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
+    // The distribution over cells whose mean is the keypoint: the softmax, or the sigmoid
+    // mask normalised by its mass.
+    let p = if mask {
+        let m = maps.f_sigmoid()?;
+        &m / (total(&m)? + MASK_EPS).f_view([b, k, 1, 1])?
+    } else {
+        maps.f_reshape([b, k, hh * ww])?
+            .f_softmax(-1, maps.kind())?
+            .f_reshape([b, k, hh, ww])?
+    };
     let opts = (maps.kind(), maps.device());
     // Cell centres in [-1, 1].
     let xs = Tensor::f_linspace(-1.0 + 1.0 / ww as f64, 1.0 - 1.0 / ww as f64, ww, opts)?;
@@ -628,18 +711,17 @@ fn soft_argmax(
                 dy.f_expand([b, k, hh, ww], false)?,
             ))
         };
-    let total = |t: &Tensor| t.f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
-    // The map whose shape the moment describes, and its centre: the softmax about the
-    // keypoint, or (radius > 0) the sigmoid of the logits, a soft mask of every cell the map
-    // scores high, inside a Gaussian window of that radius around the keypoint, about its
-    // own centroid.
+    // The map whose shape the moment describes, and its centre: the softmax (or the mask)
+    // about the keypoint, or (radius > 0) the sigmoid of the logits, a soft mask of every
+    // cell the map scores high, inside a Gaussian window of that radius around the keypoint,
+    // about its own centroid.
     let (q, dx, dy, about_keypoint) = if radius > 0.0 {
         let (wx, wy) = offsets(&x, &y)?;
         let window = (wx.f_square()? + wy.f_square()?)
             .f_mul_scalar(-0.5 / (radius * radius))?
             .f_exp()?;
         let mass = maps.f_sigmoid()?.f_mul(&window)?;
-        let q = &mass / (total(&mass)? + 1e-12).f_view([b, k, 1, 1])?;
+        let q = &mass / (total(&mass)? + MASK_EPS).f_view([b, k, 1, 1])?;
         let cx = total(&(&q * xs.f_view([1, 1, 1, ww])?))?;
         let cy = total(&(&q * ys.f_view([1, 1, hh, 1])?))?;
         let (dx, dy) = offsets(&cx, &cy)?;
@@ -657,7 +739,7 @@ fn soft_argmax(
     }
     let expect = |t: &Tensor| (t * &q).f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
     let r2 = dx.f_square()? + dy.f_square()?;
-    // About the keypoint the spread is the softmax's E[|dz|^2] over the offsets just made.
+    // About the keypoint the spread is the map's E[|dz|^2] over the offsets just made.
     let spread = if about_keypoint {
         expect(&r2)?
     } else {
@@ -671,6 +753,10 @@ fn soft_argmax(
     let moments = Tensor::f_stack(&[mre, mim], 2)?.f_reshape([b, 2 * k])?;
     Ok((Tensor::f_cat(&[points, moments], 1)?, spread))
 }
+
+/// Added to a sigmoid mask's mass before it normalises the mask: keeps an all-but-empty
+/// mask finite.
+const MASK_EPS: f64 = 1e-12;
 
 /// Added to `E[|dz|^n]` before it normalises the moment: keeps the ratio finite for a map
 /// that has collapsed onto its keypoint (`|dz|` well below 0.01 everywhere), whose moment then
@@ -695,6 +781,15 @@ mod tests {
     use approx::assert_abs_diff_eq;
     use tch::Device;
 
+    fn rd(moment: i64, gain: f64, radius: f64, mask: bool) -> MapReading {
+        MapReading {
+            moment,
+            gain,
+            radius,
+            mask,
+        }
+    }
+
     #[test]
     fn soft_argmax_finds_the_peak_at_its_cell_centre() {
         // One 8 x 4 (H x W) feature channel with a sharp peak at row 5, column 1; a 1 x 1
@@ -706,14 +801,19 @@ mod tests {
             Tensor::from_slice(&[200.0f32]).reshape([1, 1, 1, 1]),
             Tensor::zeros([1], (Kind::Float, Device::Cpu)),
         );
-        let z = Vec::<f32>::try_from(soft_argmax(&h, &kp, 0, 1.0, 0.0).unwrap().0.reshape([-1]))
-            .unwrap();
+        let z = Vec::<f32>::try_from(
+            soft_argmax(&h, &kp, rd(0, 1.0, 0.0, false))
+                .unwrap()
+                .0
+                .reshape([-1]),
+        )
+        .unwrap();
         // Column 1 of 4: centre x = -1 + (2 * 1 + 1) / 4; row 5 of 8: y = -1 + 11 / 8.
         assert_abs_diff_eq!(z[0], -0.25, epsilon = 1e-4);
         assert_abs_diff_eq!(z[1], 0.375, epsilon = 1e-4);
         // A flat map sits in the middle.
         let flat = Tensor::zeros([2, 1, 8, 4], (Kind::Float, Device::Cpu));
-        let (z, spread) = soft_argmax(&flat, &kp, 0, 1.0, 0.0).unwrap();
+        let (z, spread) = soft_argmax(&flat, &kp, rd(0, 1.0, 0.0, false)).unwrap();
         // Uniform over 8 x 4 cells: var x = (1 - 1/16) / 3, var y = (1 - 1/64) / 3.
         assert_abs_diff_eq!(
             spread.double_value(&[0, 0]),
@@ -755,7 +855,8 @@ mod tests {
             Tensor::zeros([1], (Kind::Float, Device::Cpu)),
         );
         let moment = |cx: f32, cy: f32, yaw: f32| -> (f32, f32, f32, f32) {
-            let (z, spread) = soft_argmax(&square_map(cx, cy, yaw), &kp, 4, 100.0, 0.0).unwrap();
+            let (z, spread) =
+                soft_argmax(&square_map(cx, cy, yaw), &kp, rd(4, 100.0, 0.0, false)).unwrap();
             // A uniform square of half side 0.3: E[|dz|^2] = 2 · 0.3² / 3.
             assert_abs_diff_eq!(spread.double_value(&[0, 0]), 0.06, epsilon = 0.005);
             assert_eq!(z.size(), [1, 4]);
@@ -796,15 +897,75 @@ mod tests {
             let sq = square_map(0.0, 0.0, yaw) * 2.0 - 1.0;
             let edge = square_map(0.0, 0.0, yaw) - square_map(-0.06, 0.0, yaw);
             let h = sq + edge.clamp_min(0.0) * 3.0;
-            let (z, _) = soft_argmax(&h, &kp, 4, 1.0, 0.6).unwrap();
+            let (z, _) = soft_argmax(&h, &kp, rd(4, 1.0, 0.6, false)).unwrap();
             let v = Vec::<f32>::try_from(z.reshape([-1])).unwrap();
             assert!(v[0] > 0.2, "keypoint on the edge strip: {v:?}");
-            let (full, _) =
-                soft_argmax(&(square_map(0.0, 0.0, yaw) * 2.0 - 1.0), &kp, 4, 1.0, 0.0).unwrap();
+            let (full, _) = soft_argmax(
+                &(square_map(0.0, 0.0, yaw) * 2.0 - 1.0),
+                &kp,
+                rd(4, 1.0, 0.0, false),
+            )
+            .unwrap();
             let f = Vec::<f32>::try_from(full.reshape([-1])).unwrap();
             assert_abs_diff_eq!(v[2], f[2], epsilon = 0.05);
             assert_abs_diff_eq!(v[3], f[3], epsilon = 0.05);
         }
+    }
+
+    #[test]
+    fn a_mask_head_reads_the_whole_silhouette_where_the_softmax_keeps_its_edge() {
+        // Logits +10 on the square, -10 off it, and +30 more on a strip of its right edge.
+        let kp = (
+            Tensor::from_slice(&[10.0f32]).reshape([1, 1, 1, 1]),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        for (cx, cy, yaw) in [
+            (0.0f32, 0.0f32, 0.0f32),
+            (0.3, -0.2, 0.2),
+            (-0.2, 0.1, -0.3),
+        ] {
+            let body = square_map(cx, cy, yaw);
+            let edge = (&body - square_map(cx - 0.06, cy, yaw)).clamp_min(0.0);
+            let h = &body * 2.0 - 1.0 + edge * 3.0;
+            let (soft, _) = soft_argmax(&h, &kp, rd(4, 1.0, 0.0, false)).unwrap();
+            let (masked, spread) = soft_argmax(&h, &kp, rd(4, 1.0, 0.0, true)).unwrap();
+            let (clean, _) = soft_argmax(&(&body * 2.0 - 1.0), &kp, rd(4, 1.0, 0.0, true)).unwrap();
+            let s = Vec::<f32>::try_from(soft.reshape([-1])).unwrap();
+            let m = Vec::<f32>::try_from(masked.reshape([-1])).unwrap();
+            let c = Vec::<f32>::try_from(clean.reshape([-1])).unwrap();
+            // The softmax keypoint sits on the strip; the mask's centroid is the square's
+            // centre, its spread the square's (2 · 0.3² / 3), its moment the clean square's.
+            assert!(s[0] - cx > 0.2, "softmax on the edge: {s:?}");
+            assert_abs_diff_eq!(m[0], cx, epsilon = 0.03);
+            assert_abs_diff_eq!(m[1], cy, epsilon = 0.03);
+            assert_abs_diff_eq!(spread.double_value(&[0, 0]), 0.06, epsilon = 0.006);
+            assert_abs_diff_eq!(m[2], c[2], epsilon = 0.02);
+            assert_abs_diff_eq!(m[3], c[3], epsilon = 0.02);
+            assert_abs_diff_eq!(c[2].hypot(c[3]), 0.43, epsilon = 0.03);
+            let turned = c[3].atan2(c[2]) - 0.0f32.atan2(-0.43);
+            let turned = (turned + 3.0 * std::f32::consts::PI)
+                .rem_euclid(2.0 * std::f32::consts::PI)
+                - std::f32::consts::PI;
+            assert_abs_diff_eq!(turned, 4.0 * yaw, epsilon = 0.06);
+            // Faint tails far away (the mask at 1e-3 over the whole background) swamp the
+            // whole-image moment; a window about the centroid reads the body again.
+            let faint = (&body * 2.0 - 1.0).clamp_min(-0.69);
+            let (tails, _) = soft_argmax(&faint, &kp, rd(4, 1.0, 0.0, true)).unwrap();
+            let (windowed, _) = soft_argmax(&faint, &kp, rd(4, 1.0, 0.5, true)).unwrap();
+            let t = Vec::<f32>::try_from(tails.reshape([-1])).unwrap();
+            let w = Vec::<f32>::try_from(windowed.reshape([-1])).unwrap();
+            assert!(
+                (t[2] - c[2]).hypot(t[3] - c[3]) > 0.1,
+                "tails {t:?} clean {c:?}"
+            );
+            assert_abs_diff_eq!(w[2], c[2], epsilon = 0.03);
+            assert_abs_diff_eq!(w[3], c[3], epsilon = 0.03);
+        }
+        // Without a moment the mask head writes its centroid and spread alone.
+        let body = square_map(0.3, -0.2, 0.0) * 2.0 - 1.0;
+        let (z, _) = soft_argmax(&body, &kp, rd(0, 1.0, 0.0, true)).unwrap();
+        assert_eq!(z.size(), [1, 2]);
+        assert_abs_diff_eq!(z.double_value(&[0, 0]), 0.3, epsilon = 0.03);
     }
 
     #[test]
@@ -829,6 +990,7 @@ mod tests {
                 moment,
                 gain,
                 radius: 0.0,
+                mask: false,
             };
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(what), "{err}");
@@ -839,6 +1001,7 @@ mod tests {
             moment: 4,
             gain: 10.0,
             radius: 0.2,
+            mask: true,
         };
         assert!(c.validate().is_ok());
         assert_eq!(c.head.latent(), Some(2 * 2 * 2 + 3));

@@ -18,7 +18,7 @@ mod sidecar;
 
 pub use config::{Activation, JepaConfig, ObsNorm};
 pub use encoder::ObsEncoder;
-pub use image::{ConvNet, ImageEncoderConfig, ImageHead};
+pub use image::{ConvNet, ImageEncoderConfig, ImageHead, ImageNorm};
 pub use mlp::Mlp;
 pub use model::JepaModel;
 pub use nets::{JepaNets, TargetEncoder};
