@@ -83,7 +83,7 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
         $Z train --data data/push_pixels --out models/trained/push_pixels_joint.safetensors --device cpu \
           --keypoints 1 --keypoint-mask --keypoint-moment 4 --keypoint-moment-radius 0.2 --image-norm channel \
           --keypoint-gain 5 --keypoint-std 0.1 --keypoint-spread 0.01 --proprio-decorrelation 1.0 \
-          --enc-layers 0 --proprio-latent-dim 4 --conv-widths 8 --conv-strides 1 --batch 64 --steps 2000 \
+          --enc-layers 0 --proprio-latent-dim 4 --conv-widths 8 --conv-strides 1 --batch 64 --steps 3000 \
           --inverse-weight 1.0 --threads 2 --time-limit-min 45
         $Z train --data data/push_pixels --out models/trained/push_pixels.safetensors \
           --refit-predictor models/trained/push_pixels_joint.safetensors --normalize-latent \
