@@ -167,8 +167,8 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
         n.initial_val_loss,
         r.initial_val_loss
     );
-    let report = std::fs::read_to_string(norm.with_extension("train.json")).unwrap();
-    assert!(report.contains("\"normalize\": true"), "{report}");
+    let sidecar = std::fs::read_to_string(norm.with_extension("json")).unwrap();
+    assert!(sidecar.contains("\"normalize\": true"), "{sidecar}");
     assert!(!tensors(&norm)["predictor.l0.weight"].equal(&b["predictor.l0.weight"]));
 
     // Errors name what does not fit.

@@ -152,6 +152,7 @@ fn orientation_keypoints_at_full_resolution_train_and_reload() {
                 keypoint_std: 0.0,
                 proprio_decorrelation: 0.0,
                 keypoint_spread: 0.0,
+                keypoint_mask: false,
                 ..cfg.clone()
             },
             "--keypoint-moment needs --keypoints",
