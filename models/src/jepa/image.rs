@@ -668,11 +668,14 @@ fn soft_argmax(
     }
     let k = maps.size()[1];
     let total = |t: &Tensor| t.f_sum_dim_intlist(&[2i64, 3][..], false, maps.kind());
+    // A non-negative map divided by its mass, a distribution over the cells.
+    let normalised = |m: &Tensor| -> std::result::Result<Tensor, tch::TchError> {
+        Ok(m / (total(m)? + MASK_EPS).f_view([b, k, 1, 1])?)
+    };
     // The distribution over cells whose mean is the keypoint: the softmax, or the sigmoid
     // mask normalised by its mass.
     let p = if mask {
-        let m = maps.f_sigmoid()?;
-        &m / (total(&m)? + MASK_EPS).f_view([b, k, 1, 1])?
+        normalised(&maps.f_sigmoid()?)?
     } else {
         maps.f_reshape([b, k, hh * ww])?
             .f_softmax(-1, maps.kind())?
@@ -720,8 +723,7 @@ fn soft_argmax(
         let window = (wx.f_square()? + wy.f_square()?)
             .f_mul_scalar(-0.5 / (radius * radius))?
             .f_exp()?;
-        let mass = maps.f_sigmoid()?.f_mul(&window)?;
-        let q = &mass / (total(&mass)? + MASK_EPS).f_view([b, k, 1, 1])?;
+        let q = normalised(&maps.f_sigmoid()?.f_mul(&window)?)?;
         let cx = total(&(&q * xs.f_view([1, 1, 1, ww])?))?;
         let cy = total(&(&q * ys.f_view([1, 1, hh, 1])?))?;
         let (dx, dy) = offsets(&cx, &cy)?;
