@@ -57,6 +57,12 @@ pub struct PlannerDriven {
     pub mpc: zplan_planner::MpcConfig,
     /// Standard deviation of the noise added to planned actions, in units of the half range.
     pub noise: f32,
+    /// The world model the planner imagines with: `None` (or `sim`) is the simulator-backed
+    /// model planning from the true state; a learned model (`jepa:PATH`, TorchScript) plans
+    /// from observations only, as in evaluation, so the data shows the states that model's
+    /// own plans reach (DAgger-style on-policy data, for refitting its predictor).
+    #[serde(default)]
+    pub model: Option<zplan_models::ModelSpec>,
 }
 
 impl CollectConfig {
@@ -125,15 +131,29 @@ fn planner_episode(
     env.reset(seed)?;
     let spec = env.spec().clone();
     let obs_spec = spec.observation.clone();
-    let model: Arc<dyn zplan_models::WorldModel> =
-        Arc::new(zplan_models::SimModel::from_config(sc)?.with_threads(1)?);
+    // The simulator-backed model plans from the true state (it is the oracle driving data
+    // collection, not a model being evaluated); a learned model sees observations only.
+    let learned = pd
+        .model
+        .as_ref()
+        .filter(|m| !matches!(m, zplan_models::ModelSpec::Sim));
+    let model: Arc<dyn zplan_models::WorldModel> = match learned {
+        Some(m) => zplan_models::load_model_with_threads(m, sc, zplan_models::DeviceChoice::Cpu, 1)
+            .with_context(|| format!("--planner-model {m}"))?,
+        None => Arc::new(zplan_models::SimModel::from_config(sc)?.with_threads(1)?),
+    };
     let bounds =
         zplan_planner::ActionBounds::new(spec.action_low.clone(), spec.action_high.clone())?;
     let planner = pd.planner.build(bounds, pd.energy.clone(), seed)?;
     let mut mpc = zplan_planner::Mpc::new(model, planner, pd.mpc.clone())?;
-    // The simulator-backed model plans from the true state (it is the oracle driving data
-    // collection, not a model being evaluated).
-    let goal = env.goal_observation().with_true_state(env.goal_state());
+    let observe = |env: &dyn Env| match learned {
+        Some(_) => env.observe(),
+        None => env.observe().with_true_state(env.state()),
+    };
+    let goal = match learned {
+        Some(_) => env.goal_observation(),
+        None => env.goal_observation().with_true_state(env.goal_state()),
+    };
     mpc.reset_episode(&goal, seed)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x91A9_7E4D);
     let mut ep = EpisodeData::new(
@@ -145,7 +165,7 @@ fn planner_episode(
     );
     record(&mut ep, &obs_spec, env.as_ref())?;
     while env.steps() < cfg.steps {
-        let step = mpc.next_actions(&env.observe().with_true_state(env.state()))?;
+        let step = mpc.next_actions(&observe(env.as_ref()))?;
         for a in &step.actions {
             if env.steps() >= cfg.steps {
                 break;
@@ -227,6 +247,15 @@ pub fn collect(
             "--planner-fraction must be in [0, 1], got {}",
             cfg.planner_fraction
         );
+    }
+    if let Some(m) = cfg.planner.as_ref().and_then(|p| p.model.as_ref()) {
+        if !matches!(m, zplan_models::ModelSpec::Sim) {
+            // One torch thread per worker: the workers already use every core.
+            tch::set_num_threads(1);
+            // Fail before collecting anything when the model does not fit the scenario.
+            zplan_models::load_model_with_threads(m, scenario, zplan_models::DeviceChoice::Cpu, 1)
+                .with_context(|| format!("--planner-model {m}"))?;
+        }
     }
     if let Some(pd) = &cfg.planner {
         pd.planner.validate()?;

@@ -101,6 +101,12 @@ struct CollectArgs {
     /// Noise added to planned actions (fraction of the half range).
     #[arg(long, default_value_t = 0.2)]
     planner_noise: f32,
+    /// World model of the planner-driven episodes: `sim` (default: the simulator-backed model,
+    /// planning from the true state) or a learned model (`jepa:PATH`, a `.safetensors` JEPA or
+    /// a TorchScript file) planning from observations, as in evaluation: on-policy data on the
+    /// states its own plans reach, for `zplan train --refit-predictor`.
+    #[arg(long)]
+    planner_model: Option<String>,
     /// Episodes per chunk file (default: as many as fit in about 64 MiB). Collection holds
     /// one chunk in memory at a time.
     #[arg(long)]
@@ -120,6 +126,14 @@ impl CollectArgs {
             mpc: zplan_planner::MpcConfig::from_ron_str(&self.mpc)
                 .with_context(|| format!("--mpc `{}`", self.mpc))?,
             noise: self.planner_noise,
+            model: self
+                .planner_model
+                .as_deref()
+                .map(|m| {
+                    m.parse::<zplan_models::ModelSpec>()
+                        .with_context(|| format!("--planner-model `{m}`"))
+                })
+                .transpose()?,
         }))
     }
 }
@@ -311,6 +325,13 @@ struct TrainArgs {
     /// the block's keypoint and moment (std ~0.15) 40 to 1
     #[arg(long, requires = "refit_predictor")]
     normalize_latent: bool,
+    /// With --refit-predictor: train the predictor on standardised latents (each entry's
+    /// mean and std over the training frames): the residual MLP reads and writes unit-scale
+    /// entries, and the loss is in standardised units (as --normalize-latent). The scaling is
+    /// folded into the first and last layers when saving, so the model's format and speed are
+    /// unchanged
+    #[arg(long, requires = "refit_predictor")]
+    standardize_predictor: bool,
 }
 
 impl TrainArgs {
@@ -740,6 +761,7 @@ fn main() -> Result<()> {
                     hidden: a.hidden,
                     layers: a.layers,
                     normalize: a.normalize_latent,
+                    standardize: a.standardize_predictor,
                 };
                 zplan::refit::refit_predictor(&a.data, &meta, &cfg, &opts, &a.out, device, true)?
             } else if pixel {

@@ -55,6 +55,108 @@ pub struct RefitOptions {
     /// 40× the keypoints' share, and the predictor learns the agent's own (easy) motion
     /// before the body it pushes.
     pub normalize: bool,
+    /// Train the predictor in standardised latent coordinates: `z_n = (z - mean) / std` per
+    /// entry over the training frames, `z_n' = z_n + f(z_n, a)`, the loss the plain mean
+    /// square in those units (so it implies `normalize`). The affine maps are folded into the
+    /// MLP's first and last layers whenever weights are saved ([`reparameterize`]): the saved
+    /// predictor computes `z' = z + std * f((z - mean) / std, a)` in raw units, the same
+    /// function, and loads like any other. Adam is not invariant to this rescaling: with
+    /// entries of std 0.15 beside entries of std 1 the raw parameterisation trains the small
+    /// entries' input weights slowly, and the predictor blurs the block's contacts.
+    pub standardize: bool,
+}
+
+/// Per-entry `(mean, std)` `[L]` of latents `[N, T+1, L]` (std floored at 1e-3).
+fn latent_moments(z: &Tensor) -> Result<(Tensor, Tensor)> {
+    let l = z.size()[2];
+    let flat = z.f_reshape([-1, l])?;
+    Ok((
+        flat.f_mean_dim(0, false, Kind::Float)?,
+        flat.f_std_dim(0, false, false)?.f_clamp_min(1e-3)?,
+    ))
+}
+
+/// Rewrites the predictor's first and last linear layers between the raw and the
+/// standardised parameterisation of [`RefitOptions::standardize`], in place. With `W1 = [Wz,
+/// Wa]`, `b1` the first layer and `WL`, `bL` the last, raw from standardised is `Wz / std`
+/// (per input column), `b1 - Wz (mean / std)`, `std * WL` and `std * bL` (per output row),
+/// so that `std * f_n((z - mean) / std, a) = f_raw(z, a)` exactly (hidden layers, layer
+/// norms and activations are untouched); `to_raw = false` is the inverse.
+fn reparameterize(nets: &JepaNets, mean: &Tensor, std: &Tensor, to_raw: bool) -> Result<()> {
+    let _g = tch::no_grad_guard();
+    let vars = nets.vs.variables();
+    let last = (0..)
+        .take_while(|i| vars.contains_key(&format!("predictor.l{i}.weight")))
+        .last()
+        .context("the predictor has no layers")?;
+    let get = |name: String| {
+        vars.get(&name)
+            .map(Tensor::shallow_clone)
+            .with_context(|| format!("no predictor tensor `{name}`"))
+    };
+    let (mut w1, mut b1) = (
+        get("predictor.l0.weight".into())?,
+        get("predictor.l0.bias".into())?,
+    );
+    let l = mean.size()[0];
+    let scale_in = |w1: &mut Tensor, b1: &mut Tensor| -> Result<()> {
+        let mut wz = w1.f_narrow(1, 0, l)?;
+        if to_raw {
+            let shift = wz.f_matmul(&(mean / std))?;
+            let _ = b1.f_sub_(&shift)?;
+            wz.f_copy_(&(&wz / std))?;
+        } else {
+            let shift = wz.f_matmul(mean)?;
+            let _ = b1.f_add_(&shift)?;
+            wz.f_copy_(&(&wz * std))?;
+        }
+        Ok(())
+    };
+    let scale_out = |wl: &mut Tensor, bl: &mut Tensor| -> Result<()> {
+        let s = if to_raw {
+            std.shallow_clone()
+        } else {
+            std.f_reciprocal()?
+        };
+        let _ = wl.f_mul_(&s.f_unsqueeze(1)?)?;
+        let _ = bl.f_mul_(&s)?;
+        Ok(())
+    };
+    let (mut wl, mut bl) = (
+        get(format!("predictor.l{last}.weight"))?,
+        get(format!("predictor.l{last}.bias"))?,
+    );
+    // The two maps commute (columns of the first layer, rows of the last), also when the
+    // predictor is a single linear layer.
+    scale_in(&mut w1, &mut b1)?;
+    scale_out(&mut wl, &mut bl)?;
+    Ok(())
+}
+
+/// Saves `nets` with a standardised predictor folded back to raw units (`moments`), leaving
+/// the training weights exactly as they were.
+fn save_raw(nets: &JepaNets, moments: Option<&(Tensor, Tensor)>, path: &Path) -> Result<()> {
+    let Some((mean, std)) = moments else {
+        nets.save(path)?;
+        return Ok(());
+    };
+    let _g = tch::no_grad_guard();
+    let saved: Vec<(Tensor, Tensor)> = nets
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("predictor."))
+        .map(|(_, t)| {
+            let copy = t.f_detach_copy()?;
+            Ok((t, copy))
+        })
+        .collect::<Result<_>>()?;
+    reparameterize(nets, mean, std, true)?;
+    let result = nets.save(path);
+    for (mut t, copy) in saved {
+        t.f_copy_(&copy)?;
+    }
+    Ok(result?)
 }
 
 /// Every frame's latent `[N, T+1, L]`, action `[N, T, A]` and true state `[N, T+1, S]`, and
@@ -334,9 +436,21 @@ pub fn refit_predictor(
     let steps = meta.steps as i64;
     let (n_ep, first_val) = episode_split(meta, cfg)?;
     let mut enc = encode_dataset(dir, meta, &nets, device)?;
-    if opts.normalize {
-        enc.weight = Some(inverse_variance(&enc.z.f_narrow(0, 0, first_val)?)?);
-    }
+    // Standardised training: latents in unit scale (the raw ones kept for the health report),
+    // the predictor converted to those units.
+    let mut raw_z = None;
+    let moments = if opts.standardize {
+        let (mean, std) = latent_moments(&enc.z.f_narrow(0, 0, first_val)?)?;
+        let z = enc.z.f_sub(&mean)?.f_div(&std)?;
+        raw_z = Some(std::mem::replace(&mut enc.z, z));
+        reparameterize(&nets, &mean, &std, false)?;
+        Some((mean, std))
+    } else {
+        if opts.normalize {
+            enc.weight = Some(inverse_variance(&enc.z.f_narrow(0, 0, first_val)?)?);
+        }
+        None
+    };
     eprintln!(
         "encoded {} frames in {:.0} s",
         enc.z.size()[0] * enc.z.size()[1],
@@ -411,7 +525,7 @@ pub fn refit_predictor(
             if v < best.0 {
                 best = (v, step);
                 nets.training = serde_json::json!({ "step": step, "val_loss": v, "config": cfg });
-                nets.save(&ckpt)?;
+                save_raw(&nets, moments.as_ref(), &ckpt)?;
             }
             if out_of_time {
                 tracing::warn!("time limit reached at step {step}");
@@ -426,8 +540,9 @@ pub fn refit_predictor(
     let best_nets = JepaNets::load(&ckpt, device)?;
     // Latent health of the (unchanged) encoder: first frames of training and validation
     // episodes against their true states.
+    let all_z = raw_z.as_ref().unwrap_or(&enc.z);
     let first = |r: std::ops::Range<i64>| -> Result<(Tensor, Tensor)> {
-        let z = enc.z.f_narrow(0, r.start, r.end - r.start)?;
+        let z = all_z.f_narrow(0, r.start, r.end - r.start)?;
         let s = enc.state.f_narrow(0, r.start, r.end - r.start)?;
         let l = z.size()[2];
         let sd = s.size()[2];
@@ -458,7 +573,8 @@ pub fn refit_predictor(
         "base_training": base_training,
         "priority": opts.priority,
         "priority_refresh": opts.refresh,
-        "normalize": opts.normalize,
+        "normalize": opts.normalize || opts.standardize,
+        "standardize": opts.standardize,
     });
     finish(best_nets, &report, cfg, dataset, out)?;
     Ok(report)
@@ -480,6 +596,90 @@ mod tests {
         approx::assert_relative_eq!(w[0], 0.25, max_relative = 1e-5);
         approx::assert_relative_eq!(w[1], 100.0, max_relative = 1e-4);
         approx::assert_relative_eq!(w[2], 1e6, max_relative = 1e-4);
+    }
+
+    /// Latents with entries of very different scales and offsets, actions, and their
+    /// per-entry moments.
+    fn scaled_batch() -> (Tensor, Tensor, Tensor, Tensor) {
+        tch::manual_seed(3);
+        let scale = Tensor::from_slice(&[0.1f32, 2.0, 0.5, 1.0]);
+        let shift = Tensor::from_slice(&[0.3f32, -1.0, 0.0, 5.0]);
+        let z = Tensor::randn([64, 4], (Kind::Float, Device::Cpu)) * &scale + &shift;
+        let a = Tensor::randn([64, 2], (Kind::Float, Device::Cpu));
+        let (mean, std) = latent_moments(&z.reshape([8, 8, 4])).unwrap();
+        (z, a, mean, std)
+    }
+
+    #[test]
+    fn standardised_predictor_computes_the_same_function_in_raw_units() {
+        for layers in [0, 2] {
+            let cfg = zplan_models::jepa::JepaConfig {
+                latent_dim: 4,
+                pred_hidden: 16,
+                pred_layers: layers,
+                ..zplan_models::jepa::JepaConfig::new(4, 2)
+            };
+            let nets = JepaNets::new(cfg, Device::Cpu).unwrap();
+            let (z, a, mean, std) = scaled_batch();
+            let raw = nets.predict(&z, &a).unwrap();
+            let before: Vec<(String, Tensor)> = nets
+                .vs
+                .variables()
+                .into_iter()
+                .map(|(n, t)| (n, t.detach_copy()))
+                .collect();
+            // In standardised units the same network maps z_n to z_n + f_n(z_n, a).
+            reparameterize(&nets, &mean, &std, false).unwrap();
+            let zn = (&z - &mean) / &std;
+            let back = nets.predict(&zn, &a).unwrap() * &std + &mean;
+            assert!(
+                raw.allclose(&back, 1e-4, 1e-4, false),
+                "{layers} hidden layers: {}",
+                (&raw - &back).abs().max()
+            );
+            // Folding back restores the raw weights.
+            reparameterize(&nets, &mean, &std, true).unwrap();
+            let vars = nets.vs.variables();
+            for (name, t) in before {
+                assert!(vars[&name].allclose(&t, 1e-5, 1e-5, false), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn saving_a_standardised_predictor_writes_raw_weights_and_keeps_training_weights() {
+        let cfg = zplan_models::jepa::JepaConfig {
+            latent_dim: 4,
+            pred_hidden: 16,
+            pred_layers: 1,
+            ..zplan_models::jepa::JepaConfig::new(4, 2)
+        };
+        let nets = JepaNets::new(cfg, Device::Cpu).unwrap();
+        let (z, a, mean, std) = scaled_batch();
+        let zn = (&z - &mean) / &std;
+        // Treat the fresh weights as standardised ones: the saved model must map raw z to
+        // mean + std * (that network on z_n).
+        let want = nets.predict(&zn, &a).unwrap() * &std + &mean;
+        let training: Vec<(String, Tensor)> = nets
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach_copy()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        save_raw(&nets, Some(&(mean, std)), &path).unwrap();
+        let loaded = JepaNets::load(&path, Device::Cpu).unwrap();
+        let got = loaded.predict(&z, &a).unwrap();
+        assert!(
+            got.allclose(&want, 1e-4, 1e-4, false),
+            "{}",
+            (&got - &want).abs().max()
+        );
+        let vars = nets.vs.variables();
+        for (name, then) in &training {
+            assert!(vars[name].equal(then), "{name} changed");
+        }
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn opts(base: &Path) -> RefitOptions {
         hidden: None,
         layers: None,
         normalize: false,
+        standardize: false,
     }
 }
 
@@ -170,6 +171,24 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     let sidecar = std::fs::read_to_string(norm.with_extension("json")).unwrap();
     assert!(sidecar.contains("\"normalize\": true"), "{sidecar}");
     assert!(!tensors(&norm)["predictor.l0.weight"].equal(&b["predictor.l0.weight"]));
+
+    // Standardised training (`--standardize-predictor`): at the start the same loss as the
+    // normalised one (the same predictor, re-expressed in unit-scale latents), and it learns.
+    let stdz = tmp.path().join("std.safetensors");
+    let mut o = opts(&base);
+    o.standardize = true;
+    let s = refit_predictor(&d, &meta, &tiny(300), &o, &stdz, tch::Device::Cpu, false).unwrap();
+    approx::assert_relative_eq!(s.initial_val_loss, n.initial_val_loss, max_relative = 1e-3);
+    assert!(s.best_val_loss < s.initial_val_loss);
+    let sidecar = std::fs::read_to_string(stdz.with_extension("json")).unwrap();
+    assert!(sidecar.contains("\"standardize\": true"), "{sidecar}");
+    // The saved weights are in raw units: a normalised refit starting from them sees the
+    // standardised run's best validation loss as its initial one.
+    let mut o = opts(&stdz);
+    o.normalize = true;
+    let again = tmp.path().join("again.safetensors");
+    let g = refit_predictor(&d, &meta, &tiny(1), &o, &again, tch::Device::Cpu, false).unwrap();
+    approx::assert_relative_eq!(g.initial_val_loss, s.best_val_loss, max_relative = 1e-3);
 
     // Errors name what does not fit.
     let err = |base: PathBuf, data: &Path| -> String {

@@ -213,6 +213,7 @@ fn planner_driven_episodes_are_mixed_in_deterministically() {
             energy: Default::default(),
             mpc: Default::default(),
             noise: 0.1,
+            model: None,
         }),
         ..small_collect(4, 20)
     };
@@ -233,6 +234,58 @@ fn planner_driven_episodes_are_mixed_in_deterministically() {
         .sqrt()
     };
     assert!(dist(20) < dist(0) - 0.3, "{} -> {}", dist(0), dist(20));
+}
+
+#[test]
+fn planner_driven_episodes_can_plan_with_a_learned_model() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = scenario("two_rooms.ron");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let with = |model: &str| CollectConfig {
+        planner_fraction: 1.0,
+        planner: Some(zplan::collect::PlannerDriven {
+            planner: zplan_planner::PlannerConfig::from_ron_str(
+                "Cem(samples: 64, elites: 8, iterations: 3, horizon: 12)",
+            )
+            .unwrap(),
+            energy: Default::default(),
+            mpc: Default::default(),
+            noise: 0.0,
+            model: Some(model.parse().unwrap()),
+        }),
+        ..small_collect(2, 20)
+    };
+    // The shipped two_rooms JEPA, planning from observations: its episodes head for the goal.
+    let good = root.join("models/trained/two_rooms.safetensors");
+    let meta = collect(
+        &sc,
+        &with(good.to_str().unwrap()),
+        &tmp.path().join("a"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(meta.planner_episodes, vec![0, 1]);
+    let a = load_dataset(&tmp.path().join("a")).unwrap();
+    let mut env = sc.build().unwrap();
+    env.reset(zplan::seeds::collection_seed(5, 0)).unwrap();
+    let g = env.goal_state();
+    let dist = |t: i64| -> f64 {
+        let o = a.obs.get(0).get(t);
+        ((o.double_value(&[0]) - g[0] as f64).powi(2)
+            + (o.double_value(&[1]) - g[1] as f64).powi(2))
+        .sqrt()
+    };
+    assert!(dist(20) < dist(0) - 0.3, "{} -> {}", dist(0), dist(20));
+    // A model trained for another scenario is refused before anything is collected.
+    let push = root.join("models/trained/push.safetensors");
+    let out = tmp.path().join("b");
+    let e = format!(
+        "{:#}",
+        collect(&sc, &with(push.to_str().unwrap()), &out, false).unwrap_err()
+    );
+    assert!(e.contains("--planner-model"), "{e}");
+    assert!(!out.join("meta.json").exists());
 }
 
 #[test]
