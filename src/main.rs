@@ -140,9 +140,11 @@ impl CollectArgs {
 
 #[derive(Args, Debug)]
 struct TrainArgs {
-    /// Dataset directory written by `zplan collect`.
-    #[arg(long)]
-    data: PathBuf,
+    /// Dataset directory written by `zplan collect`. With --refit-predictor it may be
+    /// repeated (`--data A --data B`): the episodes of every directory, which must come from
+    /// one scenario (e.g. exploration data and on-policy data from `collect --planner-model`)
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
     /// Output model path (`NAME.safetensors`; the sidecar `NAME.json` is written beside it).
     #[arg(long)]
     out: PathBuf,
@@ -737,7 +739,14 @@ fn main() -> Result<()> {
             let cfg = a.config();
             tch::set_num_threads(a.threads.max(1));
             let device = a.device.resolve()?;
-            let meta = zplan::train::read_meta(&a.data)?;
+            if a.data.len() > 1 && a.refit_predictor.is_none() {
+                anyhow::bail!(
+                    "--data is given {} times: several datasets are read only with --refit-predictor",
+                    a.data.len()
+                );
+            }
+            let meta = zplan::train::read_metas(&a.data)?;
+            let data = &a.data[0];
             let pixel = zplan::train::is_pixel_dataset(&meta);
             eprintln!(
                 "zplan train: {} episodes of {} ({}) on {} -> {}",
@@ -751,7 +760,7 @@ fn main() -> Result<()> {
                 if !pixel {
                     anyhow::bail!(
                         "--refit-predictor needs a pixel dataset; {} holds state vectors",
-                        a.data.display()
+                        data.display()
                     );
                 }
                 let opts = zplan::refit::RefitOptions {
@@ -763,11 +772,11 @@ fn main() -> Result<()> {
                     normalize: a.normalize_latent,
                     standardize: a.standardize_predictor,
                 };
-                zplan::refit::refit_predictor(&a.data, &meta, &cfg, &opts, &a.out, device, true)?
+                zplan::refit::refit_predictor(data, &meta, &cfg, &opts, &a.out, device, true)?
             } else if pixel {
-                zplan::train_pixels::train_pixels(&a.data, &meta, &cfg, &a.out, device, true)?
+                zplan::train_pixels::train_pixels(data, &meta, &cfg, &a.out, device, true)?
             } else {
-                let data = zplan::train::load_dataset(&a.data)?;
+                let data = zplan::train::load_dataset(data)?;
                 zplan::train::train(&data, &cfg, &a.out, device, true)?
             };
             println!("trained {} steps in {:.0} s", r.steps, r.seconds);

@@ -401,6 +401,68 @@ pub fn parse_meta(text: &str, path: &Path) -> Result<DatasetMeta> {
     Ok(meta)
 }
 
+/// Reads several datasets' `meta.json` as one: the episodes of `dirs[0]`, then `dirs[1]`, ...
+/// (chunk files named by their full paths, planner-driven episodes renumbered). Every dataset
+/// must come from the same scenario (kind and settings), observe the same fields and have the
+/// same episode length; the first one's collection settings are kept. One directory reads as
+/// [`read_meta`].
+///
+/// # Errors
+/// [`read_meta`]'s for each directory, or the first mismatch, naming both directories.
+pub fn read_metas(dirs: &[std::path::PathBuf]) -> Result<DatasetMeta> {
+    let first_dir = dirs.first().context("no dataset directory given")?;
+    let mut merged = read_meta(first_dir)?;
+    if dirs.len() == 1 {
+        return Ok(merged);
+    }
+    let absolute = |dir: &Path, file: &str| -> Result<String> {
+        let p = std::fs::canonicalize(dir)
+            .with_context(|| format!("{}: cannot resolve the directory", dir.display()))?
+            .join(file);
+        p.to_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{}: not a UTF-8 path", p.display()))
+    };
+    for c in &mut merged.chunks {
+        c.file = absolute(first_dir, &c.file)?;
+    }
+    for dir in &dirs[1..] {
+        let m = read_meta(dir)?;
+        let differs = |what: &str| -> anyhow::Error {
+            anyhow::anyhow!(
+                "{} and {}: the datasets differ in {what}; --data directories must come from one scenario",
+                first_dir.display(),
+                dir.display()
+            )
+        };
+        if m.scenario != merged.scenario {
+            return Err(differs("scenario"));
+        }
+        if m.observation != merged.observation {
+            return Err(differs("observed fields"));
+        }
+        if m.steps != merged.steps {
+            return Err(differs(&format!(
+                "episode length ({} against {} steps)",
+                merged.steps, m.steps
+            )));
+        }
+        let offset = merged.episodes;
+        for c in &m.chunks {
+            merged.chunks.push(crate::dataset::ChunkInfo {
+                file: absolute(dir, &c.file)?,
+                first_episode: offset + c.first_episode,
+                episodes: c.episodes,
+            });
+        }
+        merged
+            .planner_episodes
+            .extend(m.planner_episodes.iter().map(|e| e + offset));
+        merged.episodes += m.episodes;
+    }
+    Ok(merged)
+}
+
 /// Whether a dataset holds camera images (`zplan train` then trains a pixel JEPA).
 pub fn is_pixel_dataset(meta: &DatasetMeta) -> bool {
     meta.observation

@@ -155,3 +155,40 @@ fn model_inspect_prints_shapes_and_rejects_bad_models() {
     assert!(err.contains("TorchScript"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn train_reads_several_datasets_only_when_refitting_a_predictor() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ZPLAN)
+        .args(["train", "--data", "a", "--data", "b", "--out"])
+        .arg(dir.path().join("m.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data is given 2 times") && err.contains("--refit-predictor"),
+        "{err}"
+    );
+    // --planner-model names what it could not parse.
+    let out = Command::new(ZPLAN)
+        .args(["collect", "scenarios/two_rooms.ron", "--episodes", "1"])
+        .args([
+            "--planner-fraction",
+            "1",
+            "--planner-model",
+            "weights.bin",
+            "--out",
+        ])
+        .arg(dir.path().join("d"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--planner-model") && err.contains("weights.bin"),
+        "{err}"
+    );
+    assert!(!dir.path().join("d").exists());
+}

@@ -9,7 +9,7 @@ use zplan::collect::collect;
 
 mod common;
 use zplan::refit::{refit_predictor, RefitOptions};
-use zplan::train::{read_meta, TrainConfig};
+use zplan::train::{read_meta, read_metas, TrainConfig};
 use zplan::train_pixels::train_pixels;
 use zplan_sim::ScenarioConfig;
 
@@ -227,4 +227,32 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
         refit_predictor(&d, &meta, &tiny(10), &o, &out, tch::Device::Cpu, false).unwrap_err()
     );
     assert!(e.contains("--priority"), "{e}");
+
+    // Several datasets of one scenario read as one (`--data A --data B`): the episodes of
+    // both, chunk files by full path, planner-driven episodes renumbered; the refit trains on
+    // all of them. Datasets of another scenario are refused, naming both directories.
+    let more = tmp.path().join("more");
+    data(&more, "push_pixels.ron", 8);
+    let both = read_metas(&[d.clone(), more.clone()]).unwrap();
+    assert_eq!(both.episodes, meta.episodes + 8);
+    assert_eq!(both.chunks.len(), meta.chunks.len() + 1);
+    assert_eq!(both.chunks.last().unwrap().first_episode, meta.episodes);
+    assert!(Path::new(&both.chunks[0].file).is_absolute());
+    let r2 = refit_predictor(
+        &d,
+        &both,
+        &tiny(20),
+        &opts(&base),
+        &tmp.path().join("both.safetensors"),
+        tch::Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert!(r2.best_val_loss.is_finite());
+    let e = format!("{:#}", read_metas(&[d.clone(), other.clone()]).unwrap_err());
+    assert!(e.contains("differ") && e.contains("other"), "{e}");
+    assert_eq!(
+        read_metas(std::slice::from_ref(&d)).unwrap().chunks,
+        meta.chunks
+    );
 }
