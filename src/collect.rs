@@ -114,6 +114,9 @@ pub struct DatasetMeta {
 
 pub use crate::dataset::{FORMAT, FORMAT_V1};
 
+/// A learned world model driving planner episodes (`--planner-model`), shared by the workers.
+type LearnedModel = std::sync::Arc<dyn zplan_models::WorldModel>;
+
 /// Records the current observation and true state of `env` into `ep`.
 fn record(ep: &mut EpisodeData, spec: &ObsSpec, env: &dyn Env) -> Result<()> {
     ep.push_observation(spec, &env.observe(), &env.state())
@@ -124,6 +127,7 @@ fn planner_episode(
     sc: &ScenarioConfig,
     cfg: &CollectConfig,
     pd: &PlannerDriven,
+    learned: Option<&LearnedModel>,
     seed: u64,
 ) -> Result<EpisodeData> {
     use std::sync::Arc;
@@ -133,13 +137,8 @@ fn planner_episode(
     let obs_spec = spec.observation.clone();
     // The simulator-backed model plans from the true state (it is the oracle driving data
     // collection, not a model being evaluated); a learned model sees observations only.
-    let learned = pd
-        .model
-        .as_ref()
-        .filter(|m| !matches!(m, zplan_models::ModelSpec::Sim));
     let model: Arc<dyn zplan_models::WorldModel> = match learned {
-        Some(m) => zplan_models::load_model_with_threads(m, sc, zplan_models::DeviceChoice::Cpu, 1)
-            .with_context(|| format!("--planner-model {m}"))?,
+        Some(m) => m.clone(),
         None => Arc::new(zplan_models::SimModel::from_config(sc)?.with_threads(1)?),
     };
     let bounds =
@@ -188,10 +187,15 @@ fn planner_episode(
     Ok(ep)
 }
 
-fn collect_episode(sc: &ScenarioConfig, cfg: &CollectConfig, index: u64) -> Result<EpisodeData> {
+fn collect_episode(
+    sc: &ScenarioConfig,
+    cfg: &CollectConfig,
+    learned: Option<&LearnedModel>,
+    index: u64,
+) -> Result<EpisodeData> {
     let seed = crate::seeds::collection_seed(cfg.seed, index);
     if let (true, Some(pd)) = (cfg.is_planner_episode(index), cfg.planner.as_ref()) {
-        return planner_episode(sc, cfg, pd, seed);
+        return planner_episode(sc, cfg, pd, learned, seed);
     }
     let mut env = sc.build()?;
     env.reset(seed)?;
@@ -248,15 +252,24 @@ pub fn collect(
             cfg.planner_fraction
         );
     }
-    if let Some(m) = cfg.planner.as_ref().and_then(|p| p.model.as_ref()) {
-        if !matches!(m, zplan_models::ModelSpec::Sim) {
+    // A learned planner model is loaded once (before anything is collected, so a model that
+    // does not fit the scenario fails first) and shared by the workers.
+    let learned: Option<LearnedModel> = match cfg.planner.as_ref().and_then(|p| p.model.as_ref()) {
+        Some(m) if !matches!(m, zplan_models::ModelSpec::Sim) => {
             // One torch thread per worker: the workers already use every core.
             tch::set_num_threads(1);
-            // Fail before collecting anything when the model does not fit the scenario.
-            zplan_models::load_model_with_threads(m, scenario, zplan_models::DeviceChoice::Cpu, 1)
-                .with_context(|| format!("--planner-model {m}"))?;
+            Some(
+                zplan_models::load_model_with_threads(
+                    m,
+                    scenario,
+                    zplan_models::DeviceChoice::Cpu,
+                    1,
+                )
+                .with_context(|| format!("--planner-model {m}"))?,
+            )
         }
-    }
+        _ => None,
+    };
     if let Some(pd) = &cfg.planner {
         pd.planner.validate()?;
         pd.energy.validate()?;
@@ -292,7 +305,7 @@ pub fn collect(
     let mut first = 0u64;
     while first < cfg.episodes {
         let n = per_chunk.min(cfg.episodes - first);
-        let episodes = collect_range(scenario, cfg, first, n, &bar)?;
+        let episodes = collect_range(scenario, cfg, learned.as_ref(), first, n, &bar)?;
         let info = ChunkInfo {
             file: dataset::chunk_file(chunks.len()),
             first_episode: first,
@@ -333,6 +346,7 @@ pub fn collect(
 fn collect_range(
     scenario: &ScenarioConfig,
     cfg: &CollectConfig,
+    learned: Option<&LearnedModel>,
     first: u64,
     n: u64,
     bar: &indicatif::ProgressBar,
@@ -351,7 +365,7 @@ fn collect_range(
             let (results, first_err) = (&results, &first_err);
             s.spawn(move || {
                 for i in rx.iter() {
-                    match collect_episode(scenario, cfg, i) {
+                    match collect_episode(scenario, cfg, learned, i) {
                         Ok(ep) => {
                             if let Ok(mut r) = results.lock() {
                                 r[(i - first) as usize] = Some(ep);
