@@ -598,6 +598,17 @@ mod tests {
         approx::assert_relative_eq!(w[2], 1e6, max_relative = 1e-4);
     }
 
+    /// Networks with a 4-entry latent, 2 actions and a predictor of `layers` hidden layers.
+    fn small_nets(layers: usize) -> JepaNets {
+        let cfg = zplan_models::jepa::JepaConfig {
+            latent_dim: 4,
+            pred_hidden: 16,
+            pred_layers: layers,
+            ..zplan_models::jepa::JepaConfig::new(4, 2)
+        };
+        JepaNets::new(cfg, Device::Cpu).unwrap()
+    }
+
     /// Latents with entries of very different scales and offsets, actions, and their
     /// per-entry moments.
     fn scaled_batch() -> (Tensor, Tensor, Tensor, Tensor) {
@@ -613,13 +624,7 @@ mod tests {
     #[test]
     fn standardised_predictor_computes_the_same_function_in_raw_units() {
         for layers in [0, 2] {
-            let cfg = zplan_models::jepa::JepaConfig {
-                latent_dim: 4,
-                pred_hidden: 16,
-                pred_layers: layers,
-                ..zplan_models::jepa::JepaConfig::new(4, 2)
-            };
-            let nets = JepaNets::new(cfg, Device::Cpu).unwrap();
+            let nets = small_nets(layers);
             let (z, a, mean, std) = scaled_batch();
             let raw = nets.predict(&z, &a).unwrap();
             let before: Vec<(String, Tensor)> = nets
@@ -648,13 +653,7 @@ mod tests {
 
     #[test]
     fn saving_a_standardised_predictor_writes_raw_weights_and_keeps_training_weights() {
-        let cfg = zplan_models::jepa::JepaConfig {
-            latent_dim: 4,
-            pred_hidden: 16,
-            pred_layers: 1,
-            ..zplan_models::jepa::JepaConfig::new(4, 2)
-        };
-        let nets = JepaNets::new(cfg, Device::Cpu).unwrap();
+        let nets = small_nets(1);
         let (z, a, mean, std) = scaled_batch();
         let zn = (&z - &mean) / &std;
         // Treat the fresh weights as standardised ones: the saved model must map raw z to

@@ -415,16 +415,19 @@ pub fn read_metas(dirs: &[std::path::PathBuf]) -> Result<DatasetMeta> {
     if dirs.len() == 1 {
         return Ok(merged);
     }
+    let resolve = |dir: &Path| -> Result<PathBuf> {
+        std::fs::canonicalize(dir)
+            .with_context(|| format!("{}: cannot resolve the directory", dir.display()))
+    };
     let absolute = |dir: &Path, file: &str| -> Result<String> {
-        let p = std::fs::canonicalize(dir)
-            .with_context(|| format!("{}: cannot resolve the directory", dir.display()))?
-            .join(file);
+        let p = dir.join(file);
         p.to_str()
             .map(str::to_owned)
             .with_context(|| format!("{}: not a UTF-8 path", p.display()))
     };
+    let first_abs = resolve(first_dir)?;
     for c in &mut merged.chunks {
-        c.file = absolute(first_dir, &c.file)?;
+        c.file = absolute(&first_abs, &c.file)?;
     }
     for dir in &dirs[1..] {
         let m = read_meta(dir)?;
@@ -448,9 +451,10 @@ pub fn read_metas(dirs: &[std::path::PathBuf]) -> Result<DatasetMeta> {
             )));
         }
         let offset = merged.episodes;
+        let dir_abs = resolve(dir)?;
         for c in &m.chunks {
             merged.chunks.push(crate::dataset::ChunkInfo {
-                file: absolute(dir, &c.file)?,
+                file: absolute(&dir_abs, &c.file)?,
                 first_episode: offset + c.first_episode,
                 episodes: c.episodes,
             });

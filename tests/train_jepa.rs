@@ -198,6 +198,18 @@ fn bad_datasets_fail_before_training() {
     assert!(e.contains("meta.json"), "{e}");
 }
 
+/// Distance from the two_rooms ball to its goal at step `t` of episode `ep` of `data`
+/// (collected with base seed 5).
+fn goal_distance(sc: &ScenarioConfig, data: &zplan::train::Dataset, ep: i64, t: i64) -> f64 {
+    let mut env = sc.build().unwrap();
+    env.reset(zplan::seeds::collection_seed(5, ep as u64))
+        .unwrap();
+    let g = env.goal_state();
+    let o = data.obs.get(ep).get(t);
+    ((o.double_value(&[0]) - g[0] as f64).powi(2) + (o.double_value(&[1]) - g[1] as f64).powi(2))
+        .sqrt()
+}
+
 #[test]
 fn planner_driven_episodes_are_mixed_in_deterministically() {
     tch::set_num_threads(1);
@@ -224,15 +236,7 @@ fn planner_driven_episodes_are_mixed_in_deterministically() {
     let b = load_dataset(&tmp.path().join("b")).unwrap();
     assert!(a.obs.equal(&b.obs) && a.actions.equal(&b.actions));
     // A planner-driven episode heads for its goal: it ends closer than it started.
-    let mut env = sc.build().unwrap();
-    env.reset(zplan::seeds::collection_seed(5, 1)).unwrap();
-    let g = env.goal_state();
-    let dist = |t: i64| -> f64 {
-        let o = a.obs.get(1).get(t);
-        ((o.double_value(&[0]) - g[0] as f64).powi(2)
-            + (o.double_value(&[1]) - g[1] as f64).powi(2))
-        .sqrt()
-    };
+    let dist = |t: i64| goal_distance(&sc, &a, 1, t);
     assert!(dist(20) < dist(0) - 0.3, "{} -> {}", dist(0), dist(20));
 }
 
@@ -267,15 +271,7 @@ fn planner_driven_episodes_can_plan_with_a_learned_model() {
     .unwrap();
     assert_eq!(meta.planner_episodes, vec![0, 1]);
     let a = load_dataset(&tmp.path().join("a")).unwrap();
-    let mut env = sc.build().unwrap();
-    env.reset(zplan::seeds::collection_seed(5, 0)).unwrap();
-    let g = env.goal_state();
-    let dist = |t: i64| -> f64 {
-        let o = a.obs.get(0).get(t);
-        ((o.double_value(&[0]) - g[0] as f64).powi(2)
-            + (o.double_value(&[1]) - g[1] as f64).powi(2))
-        .sqrt()
-    };
+    let dist = |t: i64| goal_distance(&sc, &a, 0, t);
     assert!(dist(20) < dist(0) - 0.3, "{} -> {}", dist(0), dist(20));
     // A model trained for another scenario is refused before anything is collected.
     let push = root.join("models/trained/push.safetensors");
