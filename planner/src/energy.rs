@@ -33,8 +33,8 @@ pub enum Reduction {
 
 /// Weights and choices of the planning energy (lower is better).
 ///
-/// `E = distance_weight * reduce_h d(z_h, z_goal) + action_weight * Σ ||a_h||²
-///      + smoothness_weight * Σ ||a_h - a_{h-1}||²`.
+/// `E = distance_weight * (reduce_h d(z_h, z_goal) + terminal_weight * d(z_H, z_goal))
+///      + action_weight * Σ ||a_h||² + smoothness_weight * Σ ||a_h - a_{h-1}||²`.
 ///
 /// Defaults: L1 on the last step, mean over latent entries (V-JEPA 2-AC), no action terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +49,11 @@ pub struct EnergyConfig {
     pub normalize: bool,
     /// Weight of the distance term.
     pub distance_weight: f32,
+    /// Extra weight of the last step's distance on top of the reduction (a terminal cost, as
+    /// in MPC). With `Sum`, it lets a plan pass through worse states (a detour of the agent
+    /// around an object) when it ends better; `Last` alone trusts only the farthest, least
+    /// accurate prediction. 0: none.
+    pub terminal_weight: f32,
     /// Weight of the action-magnitude penalty `Σ_h ||a_h||²`.
     pub action_weight: f32,
     /// Weight of the smoothness penalty `Σ_h ||a_h - a_{h-1}||²`.
@@ -70,6 +75,7 @@ impl Default for EnergyConfig {
             reduction: Reduction::Last,
             normalize: true,
             distance_weight: 1.0,
+            terminal_weight: 0.0,
             action_weight: 0.0,
             smoothness_weight: 0.0,
             latent_weights: Vec::new(),
@@ -91,6 +97,7 @@ impl EnergyConfig {
     pub fn validate(&self) -> Result<()> {
         let c = Check::new("energy");
         c.non_negative("distance_weight", self.distance_weight)?;
+        c.non_negative("terminal_weight", self.terminal_weight)?;
         c.non_negative("action_weight", self.action_weight)?;
         c.non_negative("smoothness_weight", self.smoothness_weight)?;
         if let Reduction::Discounted(g) = self.reduction {
@@ -289,6 +296,16 @@ impl Energy {
                 )?
             }
         };
+        let reduced = if cfg.terminal_weight > 0.0 {
+            // `dist`'s last column is the last step for every reduction (`Last` kept only it).
+            reduced.f_add(
+                &dist
+                    .f_select(1, steps - 1)?
+                    .f_mul_scalar(f64::from(cfg.terminal_weight))?,
+            )?
+        } else {
+            reduced
+        };
         let mut energy = if cfg.distance_weight == 1.0 {
             reduced
         } else {
@@ -382,6 +399,11 @@ impl Energy {
                         Reduction::Discounted(gamma) => {
                             (0..h).map(|t| gamma.powi(t as i32) * step(t)).sum()
                         }
+                    };
+                    let reduced = if cfg.terminal_weight > 0.0 {
+                        reduced + cfg.terminal_weight * step(h - 1)
+                    } else {
+                        reduced
                     };
                     let mut e = cfg.distance_weight * reduced;
                     if cfg.action_weight > 0.0 {
@@ -504,16 +526,20 @@ mod tests {
             0.0f32..2.0,
             prop_oneof![Just(0.0f32), 0.0f32..1.0],
             prop_oneof![Just(0.0f32), 0.0f32..1.0],
+            prop_oneof![Just(0.0f32), 0.0f32..8.0],
         )
-            .prop_map(|(metric, reduction, normalize, dw, aw, sw)| EnergyConfig {
-                metric,
-                reduction,
-                normalize,
-                distance_weight: dw,
-                action_weight: aw,
-                smoothness_weight: sw,
-                ..EnergyConfig::default()
-            })
+            .prop_map(
+                |(metric, reduction, normalize, dw, aw, sw, tw)| EnergyConfig {
+                    metric,
+                    reduction,
+                    normalize,
+                    distance_weight: dw,
+                    terminal_weight: tw,
+                    action_weight: aw,
+                    smoothness_weight: sw,
+                    ..EnergyConfig::default()
+                },
+            )
     }
 
     proptest::proptest! {
@@ -662,6 +688,24 @@ mod tests {
             ..raw(Metric::L1, Reduction::Sum)
         };
         close(&e(w, &pred, &goal, &act), &[3.0]);
+        // A terminal weight adds the last step's distance (2) on top of each reduction.
+        for (reduction, want) in [
+            (Reduction::Sum, 3.0 + 4.0 * 2.0),
+            (Reduction::Last, 2.0 + 4.0 * 2.0),
+            (Reduction::Discounted(0.5), 1.0 + 0.5 * 2.0 + 4.0 * 2.0),
+        ] {
+            let tw = EnergyConfig {
+                terminal_weight: 4.0,
+                ..raw(Metric::L1, reduction)
+            };
+            close(&e(tw, &pred, &goal, &act), &[want]);
+        }
+        let bad = EnergyConfig {
+            terminal_weight: -1.0,
+            ..EnergyConfig::default()
+        };
+        let err = Energy::new(bad).unwrap_err().to_string();
+        assert!(err.contains("terminal_weight"), "{err}");
     }
 
     #[test]
