@@ -110,6 +110,21 @@ pub struct DatasetMeta {
     /// Indices of the planner-driven episodes.
     #[serde(default)]
     pub planner_episodes: Vec<u64>,
+    /// The datasets merged into this one ([`crate::train::read_metas`] with several
+    /// directories), in episode order; empty for a dataset read from one directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<DatasetSource>,
+}
+
+/// One dataset of a merged [`DatasetMeta`]: where it was read and how it was collected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSource {
+    /// The directory, as given.
+    pub dir: String,
+    /// Its episodes.
+    pub episodes: u64,
+    /// Its collection settings.
+    pub collect: CollectConfig,
 }
 
 pub use crate::dataset::{FORMAT, FORMAT_V1};
@@ -337,6 +352,7 @@ pub fn collect(
         planner_episodes: (0..cfg.episodes)
             .filter(|&i| cfg.is_planner_episode(i))
             .collect(),
+        sources: Vec::new(),
     };
     std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
     Ok(meta)

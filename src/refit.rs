@@ -565,7 +565,7 @@ pub fn refit_predictor(
         seconds: started.elapsed().as_secs_f64(),
         model_path: out.to_path_buf(),
     };
-    let dataset = serde_json::json!({
+    let mut dataset = serde_json::json!({
         "episodes": n_ep,
         "steps": steps,
         "collect": meta.collect,
@@ -576,6 +576,11 @@ pub fn refit_predictor(
         "normalize": opts.normalize || opts.standardize,
         "standardize": opts.standardize,
     });
+    if !meta.sources.is_empty() {
+        // Several `--data` directories: each one's episodes and collection settings
+        // (`collect` above is the first one's).
+        dataset["datasets"] = serde_json::to_value(&meta.sources)?;
+    }
     finish(best_nets, &report, cfg, dataset, out)?;
     Ok(report)
 }

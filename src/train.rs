@@ -425,6 +425,12 @@ pub fn read_metas(dirs: &[std::path::PathBuf]) -> Result<DatasetMeta> {
             .map(str::to_owned)
             .with_context(|| format!("{}: not a UTF-8 path", p.display()))
     };
+    let source = |dir: &Path, m: &DatasetMeta| crate::collect::DatasetSource {
+        dir: dir.display().to_string(),
+        episodes: m.episodes,
+        collect: m.collect.clone(),
+    };
+    merged.sources = vec![source(first_dir, &merged)];
     let first_abs = resolve(first_dir)?;
     for c in &mut merged.chunks {
         c.file = absolute(&first_abs, &c.file)?;
@@ -463,6 +469,7 @@ pub fn read_metas(dirs: &[std::path::PathBuf]) -> Result<DatasetMeta> {
             .planner_episodes
             .extend(m.planner_episodes.iter().map(|e| e + offset));
         merged.episodes += m.episodes;
+        merged.sources.push(source(dir, &m));
     }
     Ok(merged)
 }

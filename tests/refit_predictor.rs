@@ -249,6 +249,22 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     )
     .unwrap();
     assert!(r2.best_val_loss.is_finite());
+    // The sidecar names both datasets with their episodes and collection settings.
+    assert_eq!(
+        both.sources.iter().map(|s| s.episodes).collect::<Vec<_>>(),
+        [meta.episodes, 8]
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("both.json")).unwrap())
+            .unwrap();
+    let sources = &sidecar["training"]["dataset"]["datasets"];
+    assert_eq!(sources.as_array().map(Vec::len), Some(2), "{sidecar}");
+    assert_eq!(sources[1]["dir"], more.display().to_string());
+    assert_eq!(sources[1]["episodes"], 8);
+    assert!(read_metas(std::slice::from_ref(&d))
+        .unwrap()
+        .sources
+        .is_empty());
     let e = format!("{:#}", read_metas(&[d.clone(), other.clone()]).unwrap_err());
     assert!(e.contains("differ") && e.contains("other"), "{e}");
     assert_eq!(
