@@ -334,6 +334,12 @@ struct TrainArgs {
     /// unchanged
     #[arg(long, requires = "refit_predictor")]
     standardize_predictor: bool,
+    /// With --refit-predictor: control steps per predictor step (DINO-WM's frameskip; default:
+    /// MODEL's own, 1 for every model `zplan train` writes). The predictor learns `z_t →
+    /// z_{t+K}` under the mean of the K actions; plans with an action block that is a
+    /// multiple of K call it K times less often (see the sidecar's `config.frameskip`)
+    #[arg(long, value_name = "K", requires = "refit_predictor")]
+    frameskip: Option<usize>,
 }
 
 impl TrainArgs {
@@ -771,6 +777,7 @@ fn main() -> Result<()> {
                     layers: a.layers,
                     normalize: a.normalize_latent,
                     standardize: a.standardize_predictor,
+                    frameskip: a.frameskip,
                 };
                 zplan::refit::refit_predictor(data, &meta, &cfg, &opts, &a.out, device, true)?
             } else if pixel {

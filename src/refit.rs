@@ -64,6 +64,10 @@ pub struct RefitOptions {
     /// entries of std 0.15 beside entries of std 1 the raw parameterisation trains the small
     /// entries' input weights slowly, and the predictor blurs the block's contacts.
     pub standardize: bool,
+    /// Control steps per predictor step (`JepaConfig::frameskip`); `None` keeps the model's
+    /// own. With `k > 1` each episode is cut into `k` phases (frames `o, o + k, ...`), each
+    /// block's action the mean of its `k` actions, and the predictor learns `z_t → z_{t+k}`.
+    pub frameskip: Option<usize>,
 }
 
 /// Per-entry `(mean, std)` `[L]` of latents `[N, T+1, L]` (std floored at 1e-3).
@@ -166,6 +170,45 @@ struct Encoded {
     actions: Tensor,
     state: Tensor,
     weight: Option<Tensor>,
+}
+
+impl Encoded {
+    /// The episodes `[N, T+1, ..]` seen every `k` steps: `k` phases per episode (frames `o, o
+    /// + k, ...` for `o` in `0..k`, each `(T + 1 - k) / k` blocks long), episode `i`'s phases
+    /// at `i * k .. (i + 1) * k` (so an episode split stays an episode split), each block's
+    /// action the mean of its `k` actions.
+    fn frameskip(self, k: i64) -> Result<Encoded> {
+        if k == 1 {
+            return Ok(self);
+        }
+        let t = self.actions.size()[1];
+        let blocks = (t + 1 - k) / k;
+        let (mut z, mut a, mut s) = (Vec::new(), Vec::new(), Vec::new());
+        for o in 0..k {
+            let frames = |x: &Tensor| x.f_slice(1, o, o + k * blocks + 1, k);
+            z.push(frames(&self.z)?);
+            s.push(frames(&self.state)?);
+            let acts = self.actions.f_narrow(1, o, k * blocks)?;
+            let sz = acts.size();
+            a.push(
+                acts.f_reshape([sz[0], blocks, k, sz[2]])?
+                    .f_mean_dim(2, false, Kind::Float)?,
+            );
+        }
+        let merge = |parts: Vec<Tensor>| -> Result<Tensor> {
+            let st = Tensor::f_stack(&parts, 1)?;
+            let mut sz = st.size();
+            let n = sz.remove(0) * k;
+            sz[0] = n;
+            Ok(st.f_reshape(sz.as_slice())?)
+        };
+        Ok(Encoded {
+            z: merge(z)?,
+            actions: merge(a)?,
+            state: merge(s)?,
+            weight: self.weight,
+        })
+    }
 }
 
 /// Encodes every episode of the dataset with the (frozen) encoder of `nets`.
@@ -314,13 +357,22 @@ fn start_from(
     }
     let hidden = opts.hidden.unwrap_or(base.config.pred_hidden);
     let layers = opts.layers.unwrap_or(base.config.pred_layers);
+    let frameskip = opts.frameskip.unwrap_or(base.config.frameskip);
+    if !(1..=64).contains(&frameskip) {
+        bail!("--frameskip must be between 1 and 64 control steps, got {frameskip}");
+    }
     let base_training = base.training.clone();
     if hidden == base.config.pred_hidden && layers == base.config.pred_layers {
+        // The same predictor continues (from the base's weights also when the frameskip
+        // changes: a one-step predictor is a fair start for a k-step one).
+        let mut base = base;
+        base.config.frameskip = frameskip;
         return Ok((base, base_training));
     }
     let mut cfg = base.config.clone();
     cfg.pred_hidden = hidden;
     cfg.pred_layers = layers;
+    cfg.frameskip = frameskip;
     cfg.seed = seed;
     let mut nets = JepaNets::new(cfg, device)?;
     nets.set_obs_norm(base.obs_norm().clone())?;
@@ -433,9 +485,19 @@ pub fn refit_predictor(
     let (mut nets, base_training) = start_from(opts, cfg.seed, device)?;
     check_compatible(&nets, meta, &opts.base)?;
     let k = cfg.rollout_steps as i64;
-    let steps = meta.steps as i64;
     let (n_ep, first_val) = episode_split(meta, cfg)?;
+    let fs = nets.config.frameskip.max(1) as i64;
+    let steps = (meta.steps as i64 + 1 - fs) / fs;
+    if steps < k {
+        bail!(
+            "--frameskip {fs}: episodes of {} control steps give {steps} predictor steps, fewer than --rollout-steps {k}",
+            meta.steps
+        );
+    }
+    let (n_ep, first_val) = (n_ep * fs, first_val * fs);
     let mut enc = encode_dataset(dir, meta, &nets, device)?;
+    let encoded = enc.z.size()[0] * enc.z.size()[1];
+    enc = enc.frameskip(fs)?;
     // Standardised training: latents in unit scale (the raw ones kept for the health report),
     // the predictor converted to those units.
     let mut raw_z = None;
@@ -452,8 +514,7 @@ pub fn refit_predictor(
         None
     };
     eprintln!(
-        "encoded {} frames in {:.0} s",
-        enc.z.size()[0] * enc.z.size()[1],
+        "encoded {encoded} frames in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     let (tr_ep, tr_t) = windows(0..first_val, steps, k);
@@ -566,8 +627,8 @@ pub fn refit_predictor(
         model_path: out.to_path_buf(),
     };
     let mut dataset = serde_json::json!({
-        "episodes": n_ep,
-        "steps": steps,
+        "episodes": meta.episodes,
+        "steps": meta.steps,
         "collect": meta.collect,
         "refit_predictor_of": opts.base.display().to_string(),
         "base_training": base_training,
@@ -575,6 +636,7 @@ pub fn refit_predictor(
         "priority_refresh": opts.refresh,
         "normalize": opts.normalize || opts.standardize,
         "standardize": opts.standardize,
+        "frameskip": fs,
     });
     if !meta.sources.is_empty() {
         // Several `--data` directories: each one's episodes and collection settings
@@ -588,6 +650,36 @@ pub fn refit_predictor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frameskip_reads_each_episode_as_phases_of_block_means() {
+        // One episode of 5 actions and 6 frames, entries = their index.
+        let f = |n: i64| Tensor::arange(n, (Kind::Float, Device::Cpu)).reshape([1, n, 1]);
+        let enc = Encoded {
+            z: f(6),
+            actions: f(5),
+            state: f(6) * 10.0,
+            weight: None,
+        };
+        let e = enc.frameskip(2).unwrap();
+        let v = |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap();
+        // Two blocks per phase: frames 0, 2, 4 (actions 0-1, 2-3) and 1, 3, 5 (1-2, 3-4).
+        assert_eq!(e.z.size(), [2, 3, 1]);
+        assert_eq!(v(&e.z), [0.0, 2.0, 4.0, 1.0, 3.0, 5.0]);
+        assert_eq!(v(&e.state), [0.0, 20.0, 40.0, 10.0, 30.0, 50.0]);
+        assert_eq!(e.actions.size(), [2, 2, 1]);
+        assert_eq!(v(&e.actions), [0.5, 2.5, 1.5, 3.5]);
+        // Two episodes keep their phases together (episode i at rows 2i, 2i + 1).
+        let two = Encoded {
+            z: Tensor::cat(&[f(6), f(6) + 100.0], 0),
+            actions: Tensor::cat(&[f(5), f(5)], 0),
+            state: Tensor::cat(&[f(6), f(6)], 0),
+            weight: None,
+        }
+        .frameskip(2)
+        .unwrap();
+        assert_eq!(v(&two.z.select(1, 0)), [0.0, 1.0, 100.0, 101.0]);
+    }
 
     #[test]
     fn inverse_variance_weighs_each_entry_by_its_spread() {

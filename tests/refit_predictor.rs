@@ -49,6 +49,7 @@ fn opts(base: &Path) -> RefitOptions {
         layers: None,
         normalize: false,
         standardize: false,
+        frameskip: None,
     }
 }
 
@@ -189,6 +190,45 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     let again = tmp.path().join("again.safetensors");
     let g = refit_predictor(&d, &meta, &tiny(1), &o, &again, tch::Device::Cpu, false).unwrap();
     approx::assert_relative_eq!(g.initial_val_loss, s.best_val_loss, max_relative = 1e-3);
+
+    // A predictor of two control steps per step (`--frameskip 2`): it learns on the episodes'
+    // two phases, records its frameskip in the config and the dataset record, and loads as a
+    // model whose rollouts keep one latent per control step.
+    let fs2 = tmp.path().join("fs2.safetensors");
+    let mut o = opts(&base);
+    o.frameskip = Some(2);
+    let f = refit_predictor(&d, &meta, &tiny(300), &o, &fs2, tch::Device::Cpu, false).unwrap();
+    assert!(
+        f.best_val_loss < f.initial_val_loss,
+        "{} -> {}",
+        f.initial_val_loss,
+        f.best_val_loss
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fs2.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["config"]["frameskip"], 2, "{sidecar}");
+    assert_eq!(sidecar["training"]["dataset"]["frameskip"], 2, "{sidecar}");
+    assert_eq!(sidecar["training"]["dataset"]["episodes"], meta.episodes);
+    let model = zplan_models::JepaModel::load(&fs2, tch::Device::Cpu).unwrap();
+    let z0 = tch::Tensor::zeros(
+        [3, model.config().latent_dim],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    let actions = tch::Tensor::ones([3, 5, 2], (tch::Kind::Float, tch::Device::Cpu)) * 0.5;
+    let zs = zplan_models::WorldModel::rollout(&model, &z0, &actions).unwrap();
+    assert_eq!(zs.size(), [3, 5, model.config().latent_dim]);
+    // Too few predictor steps per episode for the rollout loss, and a zero frameskip.
+    for (k, want) in [(8, "--rollout-steps"), (0, "between 1 and 64")] {
+        let mut o = opts(&base);
+        o.frameskip = Some(k);
+        let out = tmp.path().join("bad_fs.safetensors");
+        let e = format!(
+            "{:#}",
+            refit_predictor(&d, &meta, &tiny(10), &o, &out, tch::Device::Cpu, false).unwrap_err()
+        );
+        assert!(e.contains("--frameskip") && e.contains(want), "{e}");
+    }
 
     // Errors name what does not fit.
     let err = |base: PathBuf, data: &Path| -> String {

@@ -84,6 +84,69 @@ fn rollout_is_the_predictor_looped() {
 }
 
 #[test]
+fn a_frameskip_predictor_steps_once_per_block_and_interpolates_inside() {
+    common::init();
+    let model = JepaModel::new(
+        JepaConfig {
+            frameskip: 2,
+            ..config()
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    let z0 = model.encode_state(&obs(4)).unwrap();
+    // Five actions: two blocks of two (each stepped once with its mean action) and a last,
+    // shorter block, interpolated half way towards its prediction.
+    let a = actions(4, 5);
+    let roll = model.rollout(&z0, &a).unwrap();
+    assert_eq!(roll.size(), [4, 5, 16]);
+    let mut z = z0;
+    for (block, start) in [0i64, 2, 4].into_iter().enumerate() {
+        let len = (5 - start).min(2);
+        let mean = a.narrow(1, start, len).mean_dim(1, false, Kind::Float);
+        let next = model.predict(&z, &mean).unwrap();
+        let half = &z + (&next - &z) * 0.5;
+        approx::assert_abs_diff_eq!(
+            &*Vec::<f32>::try_from(roll.select(1, start).reshape([-1])).unwrap(),
+            &*Vec::<f32>::try_from(half.reshape([-1])).unwrap(),
+            epsilon = 1e-5
+        );
+        if len == 2 {
+            // A block's end is the predictor's own output, bit for bit.
+            assert_eq!(
+                bits(&roll.select(1, start + 1)),
+                bits(&next),
+                "block {block}"
+            );
+        }
+        z = next;
+    }
+    // Held actions read the same as the block's one action.
+    let held = a.narrow(1, 0, 1).repeat([1, 2, 1]);
+    let once = model.predict(&model.encode_state(&obs(4)).unwrap(), &a.select(1, 0));
+    assert_eq!(
+        bits(
+            &model
+                .rollout(&model.encode_state(&obs(4)).unwrap(), &held)
+                .unwrap()
+                .select(1, 1)
+        ),
+        bits(&once.unwrap())
+    );
+    // A frameskip of 0 is refused by name.
+    let e = JepaModel::new(
+        JepaConfig {
+            frameskip: 0,
+            ..config()
+        },
+        Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("frameskip"), "{e}");
+}
+
+#[test]
 fn seeded_construction_is_reproducible() {
     common::init();
     let a = JepaNets::new(config(), Device::Cpu).unwrap();

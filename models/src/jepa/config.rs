@@ -78,6 +78,15 @@ pub struct JepaConfig {
     /// the last `proprio_latent_dim` (DINO-WM's visual/proprio split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<super::image::ImageEncoderConfig>,
+    /// Control steps one predictor step covers (DINO-WM's frameskip; 1, the default, is one
+    /// step per action). With `frameskip = k` the predictor maps `z_t` and an action held for
+    /// `k` steps to `z_{t+k}` (it is trained on the mean action of each `k`-step window); a
+    /// rollout averages each block of `k` actions, steps once per block, and fills the steps
+    /// inside a block by linear interpolation between its ends. Planning with an action block
+    /// that is a multiple of `k` then reads only the predictor's own outputs, at `1 / k` of
+    /// the predictor calls.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub frameskip: usize,
 }
 
 /// `[inp, hidden × layers, out]`.
@@ -90,6 +99,14 @@ fn mlp_dims(inp: i64, hidden: i64, layers: usize, out: i64) -> Vec<i64> {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl JepaConfig {
@@ -112,6 +129,7 @@ impl JepaConfig {
             proprio: Vec::new(),
             proprio_latent_dim: 0,
             image: None,
+            frameskip: 1,
         }
     }
 
@@ -295,6 +313,12 @@ impl JepaConfig {
     }
 
     fn validate_sizes(&self) -> Result<()> {
+        if !(1..=64).contains(&self.frameskip) {
+            return Err(ModelError::InvalidConfig(format!(
+                "JepaConfig.frameskip must be between 1 and 64 control steps, got {}",
+                self.frameskip
+            )));
+        }
         if let Some(im) = &self.image {
             return self.validate_pixel(im);
         }

@@ -652,12 +652,37 @@ impl Frozen {
         let mut z = self.compute(&crate::util::to_float_on(z0, device)?)?;
         let actions = self.compute(&crate::util::to_float_on(actions, device)?)?;
         let mut out = Vec::with_capacity(h as usize);
-        for t in 0..h {
-            let a = actions
-                .f_select(1, t)
-                .ctx(|| format!("{}: action step {t}", self.name))?;
-            z = self.step(&z, &a)?;
-            out.push(z.shallow_clone());
+        let k = self.config.frameskip.max(1) as i64;
+        if k == 1 {
+            for t in 0..h {
+                let a = actions
+                    .f_select(1, t)
+                    .ctx(|| format!("{}: action step {t}", self.name))?;
+                z = self.step(&z, &a)?;
+                out.push(z.shallow_clone());
+            }
+        } else {
+            // One predictor step per block of `k` actions (their mean), the steps inside a
+            // block interpolated; a last, shorter block is interpolated part of the way.
+            let mut t = 0;
+            while t < h {
+                let len = k.min(h - t);
+                let a = actions
+                    .f_narrow(1, t, len)
+                    .and_then(|a| a.f_mean_dim(1, false, None))
+                    .ctx(|| format!("{}: action block at step {t}", self.name))?;
+                let next = self.step(&z, &a)?;
+                for i in 1..=len {
+                    out.push(if i == k {
+                        next.shallow_clone()
+                    } else {
+                        z.f_lerp(&next, i as f64 / k as f64)
+                            .ctx(|| format!("{}: interpolating step {}", self.name, t + i))?
+                    });
+                }
+                z = next;
+                t += len;
+            }
         }
         let stacked =
             Tensor::f_stack(&out, 1).ctx(|| format!("{}: stacking the rollout", self.name))?;
