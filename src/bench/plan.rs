@@ -674,10 +674,14 @@ pub fn mlp_flops(dims: &[i64]) -> f64 {
 /// FLOPs of a plan that made `calls` on JEPA networks `c`, encoding one observation.
 pub fn jepa_plan_flops(c: &JepaConfig, calls: &[RolloutCall]) -> f64 {
     let step = mlp_flops(&c.predictor_dims());
+    // A frameskip-K predictor steps once per block of K control steps (a last, shorter
+    // block counts as one step).
+    let skip = c.frameskip.max(1) as u64;
     let rollouts: f64 = calls
         .iter()
         .map(|k| {
-            let f = k.batch as f64 * k.horizon as f64 * step;
+            let steps = (k.horizon as u64).div_ceil(skip) as f64;
+            let f = k.batch as f64 * steps * step;
             if k.grad {
                 2.0 * f
             } else {
@@ -869,6 +873,12 @@ mod tests {
         let step = 2.0 * (10.0 * 16.0 + 16.0 * 8.0);
         let enc = 2.0 * (3.0 * 4.0 + 4.0 * 8.0);
         assert_eq!(jepa_plan_flops(&c, &calls), 50.0 * step + 10.0 * step + enc);
+        // Frameskip 2: blocks of 2, 2 and 1 steps, three predictor steps per rollout.
+        let skip = JepaConfig { frameskip: 2, ..c };
+        assert_eq!(
+            jepa_plan_flops(&skip, &calls),
+            30.0 * step + 6.0 * step + enc
+        );
     }
 
     #[test]
