@@ -78,16 +78,24 @@ for m in "${@:-reach two_rooms push two_rooms_pixels two_rooms_doors reach_pixel
         # through the camera. The block is one mask keypoint on a full-resolution map (its
         # centroid, and the fourth moment of its silhouette in a window about it: the yaw of
         # a square), the pusher's position (proprio) a linear encoder; then the predictor is
-        # retrained on the frozen latents in standardised units (models/trained/README.md).
+        # retrained on the frozen latents in standardised units, two control steps per
+        # predictor step (--frameskip 2), on that data plus 1200 episodes all pushed by the
+        # simulator-backed iCEM (models/trained/README.md).
         collect_push scenarios/push_pixels.ron data/push_pixels
+        $Z collect scenarios/push_pixels.ron --episodes 1200 --steps 40 --out data/push_pixels_expert \
+          --seed 3 --beta 1.5 --planner-fraction 1.0 --planner-noise 0.3 --workers 2 \
+          --planner "ICem(samples: 40, elites: 8, iterations: 2, horizon: 8, init_std: 0.8, beta: 2.0)" \
+          --energy "(metric: L2, reduction: Sum, latent_weights: [0.2, 0.2, 1.0, 1.0, 0.5, 0.5])"
         $Z train --data data/push_pixels --out models/trained/push_pixels_joint.safetensors --device cpu \
           --keypoints 1 --keypoint-mask --keypoint-moment 4 --keypoint-moment-radius 0.2 --image-norm channel \
           --keypoint-gain 5 --keypoint-std 0.1 --keypoint-spread 0.01 --proprio-decorrelation 1.0 \
           --enc-layers 0 --proprio-latent-dim 4 --conv-widths 8 --conv-strides 1 --batch 64 --steps 3000 \
           --inverse-weight 1.0 --threads 2 --time-limit-min 45
-        $Z train --data data/push_pixels --out models/trained/push_pixels.safetensors \
-          --refit-predictor models/trained/push_pixels_joint.safetensors --normalize-latent \
-          --hidden 256 --layers 2 --steps 20000 --eval-every 2000 --device cpu --threads 2
+        $Z train --data data/push_pixels --data data/push_pixels_expert \
+          --out models/trained/push_pixels.safetensors \
+          --refit-predictor models/trained/push_pixels_joint.safetensors --standardize-predictor \
+          --hidden 288 --layers 3 --frameskip 2 --steps 40000 --eval-every 5000 \
+          --time-limit-min 60 --device cpu --threads 1
         ;;
       *) echo "unknown model $name (reach|two_rooms|push|two_rooms_pixels|two_rooms_doors|reach_pixels|push_pixels)" >&2; exit 2 ;;
     esac
