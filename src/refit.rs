@@ -489,8 +489,13 @@ pub fn refit_predictor(
     let fs = nets.config.frameskip.max(1) as i64;
     let steps = (meta.steps as i64 + 1 - fs) / fs;
     if steps < k {
+        let source = if opts.frameskip.is_some() {
+            "--frameskip"
+        } else {
+            "the model's frameskip"
+        };
         bail!(
-            "--frameskip {fs}: episodes of {} control steps give {steps} predictor steps, fewer than --rollout-steps {k}",
+            "{source} {fs}: episodes of {} control steps give {steps} predictor steps, fewer than --rollout-steps {k}",
             meta.steps
         );
     }

@@ -243,7 +243,7 @@ impl JepaModel {
     }
 
     /// One predictor step `z [B, latent_dim]`, `action [B, action_dim]` → `[B, latent_dim]`,
-    /// without autograd.
+    /// without autograd (K control steps with the action held when `config.frameskip = K`).
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         self.frozen().predict(z, action, "predict")

@@ -205,12 +205,15 @@ impl JepaNets {
     }
 
     /// One predictor step: `z [B, latent_dim]`, `action [B, action_dim]` → `z + f([z, a])`.
+    /// With `config.frameskip = K > 1` one step covers K control steps, the action held.
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         self.frozen_view(false).predict(z, action, "predict")
     }
 
     /// Rolls `z0 [B, latent_dim]` forward under `actions [B, H, action_dim]`, returning the latents
-    /// after each action, `[B, H, latent_dim]` (one batched predictor call per step).
+    /// after each action, `[B, H, latent_dim]` (one batched predictor call per step; with
+    /// `config.frameskip = K > 1`, one per block of K actions, their mean, the steps inside a
+    /// block interpolated: see [`JepaConfig::frameskip`]).
     pub fn rollout(&self, z0: &Tensor, actions: &Tensor) -> Result<Tensor> {
         self.frozen_view(false).rollout(z0, actions, "rollout")
     }
