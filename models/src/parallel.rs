@@ -202,6 +202,9 @@ impl WorldModel for ParallelRollout {
     fn precision(&self) -> crate::Precision {
         self.inner.precision()
     }
+    fn frameskip(&self) -> usize {
+        self.inner.frameskip()
+    }
     fn supports_grad(&self) -> bool {
         self.inner.supports_grad()
     }

@@ -67,6 +67,13 @@ pub trait WorldModel: Send + Sync {
     fn precision(&self) -> Precision {
         Precision::Fp32
     }
+    /// Control steps one predictor step covers (a native JEPA's `config.frameskip`; its
+    /// rollouts interpolate the latents inside each block). Plans read only predicted latents
+    /// when their action block is a multiple of it. Default 1; wrappers report their inner
+    /// model's.
+    fn frameskip(&self) -> usize {
+        1
+    }
     /// Whether [`WorldModel::rollout_grad`] is available (differentiable models).
     fn supports_grad(&self) -> bool {
         false

@@ -94,6 +94,11 @@ fn a_frameskip_predictor_steps_once_per_block_and_interpolates_inside() {
         Device::Cpu,
     )
     .unwrap();
+    assert_eq!(model.frameskip(), 2);
+    assert_eq!(
+        JepaModel::new(config(), Device::Cpu).unwrap().frameskip(),
+        1
+    );
     let z0 = model.encode_state(&obs(4)).unwrap();
     // Five actions: two blocks of two (each stepped once with its mean action) and a last,
     // shorter block, interpolated half way towards its prediction.

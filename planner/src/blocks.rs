@@ -74,6 +74,9 @@ impl WorldModel for ActionBlocks {
     fn precision(&self) -> zplan_models::Precision {
         self.inner.precision()
     }
+    fn frameskip(&self) -> usize {
+        self.inner.frameskip()
+    }
     fn encode(&self, obs: &zplan_models::ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }

@@ -155,6 +155,14 @@ impl Mpc {
             )));
         }
         config.validate_for_horizon(planner.horizon())?;
+        let skip = model.frameskip();
+        if skip > 1 && config.action_block % skip != 0 {
+            tracing::warn!(
+                model = model.name(),
+                "the model predicts {skip} control steps per step but the MPC's action_block is {}: plans will score latents interpolated inside its steps (use an action_block that is a multiple of {skip})",
+                config.action_block
+            );
+        }
         let planning_model: Arc<dyn WorldModel> = if config.action_block > 1 {
             Arc::new(ActionBlocks::new(model.clone(), config.action_block))
         } else {

@@ -589,6 +589,9 @@ impl WorldModel for Recorder<'_> {
     fn precision(&self) -> zplan_models::Precision {
         self.inner.precision()
     }
+    fn frameskip(&self) -> usize {
+        self.inner.frameskip()
+    }
     fn encode(&self, obs: &ObsBatch) -> zplan_models::Result<Tensor> {
         self.inner.encode(obs)
     }

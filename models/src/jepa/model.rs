@@ -47,6 +47,7 @@ pub struct JepaModel {
     latent_shape: Vec<i64>,
     proprio_latent: Option<std::ops::Range<usize>>,
     precision: Precision,
+    frameskip: usize,
     frozen: Mutex<Frozen>,
     nets: Mutex<JepaNets>,
 }
@@ -78,6 +79,7 @@ impl JepaModel {
             latent_shape: vec![c.latent_dim],
             proprio_latent: c.proprio_latent(),
             precision: Precision::Fp32,
+            frameskip: c.frameskip.max(1),
             name,
             frozen: Mutex::new(frozen),
             nets: Mutex::new(nets),
@@ -323,6 +325,10 @@ impl WorldModel for JepaModel {
 
     fn precision(&self) -> Precision {
         self.precision
+    }
+
+    fn frameskip(&self) -> usize {
+        self.frameskip
     }
 
     fn supports_grad(&self) -> bool {
