@@ -9,7 +9,7 @@ use zplan::collect::collect;
 
 mod common;
 use zplan::refit::{refit_predictor, RefitOptions};
-use zplan::train::{read_meta, read_metas, TrainConfig};
+use zplan::train::{read_meta, read_metas, TrainConfig, TrainReport};
 use zplan::train_pixels::train_pixels;
 use zplan_sim::ScenarioConfig;
 
@@ -53,6 +53,16 @@ fn opts(base: &Path) -> RefitOptions {
     }
 }
 
+/// The refit lowered the validation loss.
+fn assert_learned(r: &TrainReport) {
+    assert!(
+        r.best_val_loss < r.initial_val_loss,
+        "validation loss {} -> {}",
+        r.initial_val_loss,
+        r.best_val_loss
+    );
+}
+
 fn tensors(path: &Path) -> BTreeMap<String, tch::Tensor> {
     tch::Tensor::read_safetensors(path)
         .unwrap()
@@ -81,12 +91,7 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
         false,
     )
     .unwrap();
-    assert!(
-        r.best_val_loss < r.initial_val_loss,
-        "validation loss {} -> {}",
-        r.initial_val_loss,
-        r.best_val_loss
-    );
+    assert_learned(&r);
     let (a, b) = (tensors(&base), tensors(&out));
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
@@ -157,12 +162,7 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     let mut o = opts(&base);
     o.normalize = true;
     let n = refit_predictor(&d, &meta, &tiny(300), &o, &norm, tch::Device::Cpu, false).unwrap();
-    assert!(
-        n.best_val_loss < n.initial_val_loss,
-        "{} -> {}",
-        n.initial_val_loss,
-        n.best_val_loss
-    );
+    assert_learned(&n);
     assert!(
         (n.initial_val_loss - r.initial_val_loss).abs() > 1e-3 * r.initial_val_loss,
         "normalised loss {} equals the raw one {}",
@@ -180,7 +180,7 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     o.standardize = true;
     let s = refit_predictor(&d, &meta, &tiny(300), &o, &stdz, tch::Device::Cpu, false).unwrap();
     approx::assert_relative_eq!(s.initial_val_loss, n.initial_val_loss, max_relative = 1e-3);
-    assert!(s.best_val_loss < s.initial_val_loss);
+    assert_learned(&s);
     let sidecar = std::fs::read_to_string(stdz.with_extension("json")).unwrap();
     assert!(sidecar.contains("\"standardize\": true"), "{sidecar}");
     // The saved weights are in raw units: a normalised refit starting from them sees the
@@ -198,12 +198,7 @@ fn refitting_the_predictor_keeps_the_encoder_and_lowers_the_loss() {
     let mut o = opts(&base);
     o.frameskip = Some(2);
     let f = refit_predictor(&d, &meta, &tiny(300), &o, &fs2, tch::Device::Cpu, false).unwrap();
-    assert!(
-        f.best_val_loss < f.initial_val_loss,
-        "{} -> {}",
-        f.initial_val_loss,
-        f.best_val_loss
-    );
+    assert_learned(&f);
     let sidecar: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fs2.with_extension("json")).unwrap())
             .unwrap();
